@@ -1,0 +1,200 @@
+//! Credentials, endpoints and the Stream session's tunables.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::frame::Limits;
+use crate::topic::Subscription;
+
+/// App credentials: the `ClientID` (AppKey) and `ClientSecret` (AppSecret).
+///
+/// `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    client_id: String,
+    client_secret: String,
+}
+
+impl Credentials {
+    /// Creates credentials.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+
+    /// The client id (AppKey); also the robot code of an app's bot.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client secret. Handle with care: never log it.
+    pub fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+
+    /// Checks what DingTalk would reject with a bare `401 authFailed`: empty values, or
+    /// whitespace copied along with them (a common cause of that error).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("client id", &self.client_id),
+            ("client secret", &self.client_secret),
+        ] {
+            if value.is_empty() {
+                return Err(format!("the {name} is empty"));
+            }
+            if value.trim() != value {
+                return Err(format!(
+                    "the {name} has leading or trailing whitespace (DingTalk answers 401 authFailed)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Base URLs of the DingTalk hosts. Override them for the emulator, a forwarder or overseas hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The new-style API host and Stream gateway (`https://api.dingtalk.com`).
+    pub api: String,
+    /// The old-style API host (`https://oapi.dingtalk.com`).
+    pub oapi: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            api: "https://api.dingtalk.com".to_owned(),
+            oapi: "https://oapi.dingtalk.com".to_owned(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// DingTalk's overseas hosts (`api.dingtalk.io`).
+    pub fn overseas() -> Self {
+        Self {
+            api: "https://api.dingtalk.io".to_owned(),
+            oapi: "https://oapi.dingtalk.io".to_owned(),
+        }
+    }
+
+    /// One base URL for both hosts (the emulator, a forwarder).
+    pub fn single(base: impl Into<String>) -> Self {
+        let base = base.into();
+        Self {
+            api: base.clone(),
+            oapi: base,
+        }
+    }
+}
+
+/// The `ua` sent in the open-connection request (`name-sdk-lang/version`).
+pub const USER_AGENT: &str = concat!("dingtalk-sdk-rust/v", env!("CARGO_PKG_VERSION"));
+
+/// Everything a [`Session`](crate::session::Session) needs. Defaults follow
+/// `design.md`; every duration is configurable.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// App credentials.
+    pub credentials: Credentials,
+    /// Hosts; the gateway is `endpoints.api`.
+    pub endpoints: Endpoints,
+    /// What the application handles. Built with [`StreamConfig::subscribe`].
+    pub subscriptions: Vec<Subscription>,
+    /// The `ua` field of the open request.
+    pub ua: String,
+    /// The `localIp` field of the open request (diagnostics only; omitted when `None`).
+    pub local_ip: Option<String>,
+    /// Accept a plain `ws://` endpoint from the gateway (the emulator). Default `false`: a
+    /// gateway answer can never downgrade the connection to cleartext.
+    pub allow_insecure_ws: bool,
+    /// Send a WebSocket ping after this long without receiving anything (default 60 s).
+    pub keepalive_idle: Duration,
+    /// A pong (or any frame) must arrive this soon after our ping (default 5 s).
+    pub keepalive_timeout: Duration,
+    /// Deadline for the open-connection HTTP call (default 10 s).
+    pub open_timeout: Duration,
+    /// Deadline for the WebSocket handshake (default 10 s).
+    pub connect_timeout: Duration,
+    /// After a `disconnect`, how long the old connection is read before we close it ourselves
+    /// (default 12 s: the server closes after 10 s of silence, plus a margin).
+    pub drain_timeout: Duration,
+    /// First reconnect delay (default 1 s); doubles per failure.
+    pub backoff_base: Duration,
+    /// Largest reconnect delay (default 60 s).
+    pub backoff_max: Duration,
+    /// Largest random jitter added to each reconnect delay (default 1 s).
+    pub backoff_jitter: Duration,
+    /// At most this many handler calls in flight (default 64).
+    pub max_in_flight: usize,
+    /// Frames waiting for a handler slot before the session asks the adapter to stop reading
+    /// (default 1024). Pings are answered while frames wait here.
+    pub max_queued: usize,
+    /// Completed message ids remembered for deduplication (default 10 000).
+    pub dedup_capacity: usize,
+    /// How long a completed message id is remembered (default 5 min).
+    pub dedup_ttl: Duration,
+    /// How long a graceful stop waits for in-flight handlers (default 10 s).
+    pub stop_timeout: Duration,
+    /// Parser limits for incoming frames.
+    pub limits: Limits,
+    /// Seed of the jitter generator; same seed, same delays.
+    pub rng_seed: u64,
+}
+
+impl StreamConfig {
+    /// A configuration with the defaults and no subscriptions.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            endpoints: Endpoints::default(),
+            subscriptions: Vec::new(),
+            ua: USER_AGENT.to_owned(),
+            local_ip: None,
+            allow_insecure_ws: false,
+            keepalive_idle: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(12),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            backoff_jitter: Duration::from_secs(1),
+            max_in_flight: 64,
+            max_queued: 1024,
+            dedup_capacity: 10_000,
+            dedup_ttl: Duration::from_secs(300),
+            stop_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            rng_seed: 0x5eed_d1d7,
+        }
+    }
+
+    /// Adds (or replaces, for the same type and topic) a subscription.
+    #[must_use]
+    pub fn subscribe(mut self, subscription: Subscription) -> Self {
+        self.subscriptions
+            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
+        self.subscriptions.push(subscription);
+        self
+    }
+
+    /// Uses these hosts.
+    #[must_use]
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+}

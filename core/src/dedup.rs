@@ -1,0 +1,99 @@
+//! A bounded, time-limited memory of completed message ids and the acks they got.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Completed `messageId`s with the ack text that was sent for them, so a redelivered copy gets
+/// the same ack without calling the handler again. Bounded by count and by age; the oldest
+/// entries go first.
+#[derive(Debug)]
+pub struct DedupCache {
+    capacity: usize,
+    ttl: Duration,
+    acks: HashMap<Arc<str>, (Arc<str>, Instant)>,
+    order: VecDeque<(Instant, Arc<str>)>,
+}
+
+impl DedupCache {
+    /// A cache of at most `capacity` ids, each kept for `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity,
+            ttl,
+            acks: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Number of remembered ids.
+    pub fn len(&self) -> usize {
+        self.acks.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    /// The ack remembered for `message_id`, unless it expired.
+    pub fn get(&mut self, message_id: &str, now: Instant) -> Option<Arc<str>> {
+        self.expire(now);
+        self.acks.get(message_id).map(|(ack, _)| ack.clone())
+    }
+
+    /// Remembers the ack sent for `message_id`.
+    pub fn insert(&mut self, message_id: Arc<str>, ack: Arc<str>, now: Instant) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.expire(now);
+        let expires = now + self.ttl;
+        if self
+            .acks
+            .insert(message_id.clone(), (ack, expires))
+            .is_none()
+        {
+            self.order.push_back((expires, message_id));
+        }
+        while self.acks.len() > self.capacity {
+            match self.order.pop_front() {
+                Some((_, id)) => {
+                    self.acks.remove(&id);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((expires, _)) = self.order.front() {
+            if *expires > now {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.acks.remove(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may abort on failure
+    use super::*;
+
+    #[test]
+    fn bounded_by_capacity_and_age() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(2, Duration::from_secs(10));
+        c.insert("a".into(), "A".into(), t0);
+        c.insert("b".into(), "B".into(), t0);
+        c.insert("c".into(), "C".into(), t0);
+        assert_eq!(c.len(), 2);
+        assert!(c.get("a", t0).is_none());
+        assert_eq!(c.get("c", t0).as_deref(), Some("C"));
+        assert!(c.get("b", t0 + Duration::from_secs(10)).is_none());
+        assert!(c.is_empty());
+    }
+}
