@@ -9,7 +9,9 @@ pub enum Error {
     InvalidConfig(String),
     /// The gateway rejected the client id or secret (HTTP 401 `authFailed`, or
     /// `invalidClientIdOrSecret`). Retrying cannot help, so the session stops.
-    #[error("DingTalk rejected the credentials (HTTP {status}, code {code:?}, message {message:?})")]
+    #[error(
+        "DingTalk rejected the credentials (HTTP {status}, code {code:?}, message {message:?})"
+    )]
     AuthFailed {
         /// HTTP status of the open-connection response.
         status: u16,

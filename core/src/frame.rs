@@ -173,8 +173,7 @@ impl Frame {
         }
         let mut de = serde_json::Deserializer::from_str(text);
         let raw = RawFrame::deserialize_with_limits(&mut de, limits)?;
-        de.end()
-            .map_err(|e| FrameError::Malformed(e.to_string()))?;
+        de.end().map_err(|e| FrameError::Malformed(e.to_string()))?;
         raw.into_frame()
     }
 
@@ -222,18 +221,16 @@ impl RawFrame {
         limits: &Limits,
     ) -> Result<Self, FrameError> {
         use serde::de::DeserializeSeed;
-        FrameSeed { limits }
-            .deserialize(de)
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.starts_with(TOO_MANY_HEADERS) {
-                    FrameError::TooManyHeaders {
-                        max: limits.max_headers,
-                    }
-                } else {
-                    FrameError::Malformed(text)
+        FrameSeed { limits }.deserialize(de).map_err(|e| {
+            let text = e.to_string();
+            if text.starts_with(TOO_MANY_HEADERS) {
+                FrameError::TooManyHeaders {
+                    max: limits.max_headers,
                 }
-            })
+            } else {
+                FrameError::Malformed(text)
+            }
+        })
     }
 
     fn into_frame(self) -> Result<Frame, FrameError> {
@@ -561,7 +558,10 @@ mod tests {
         assert!(Frame::parse(&deep, &limits).is_ok());
         assert_eq!(salvage_message_id(&deep, &limits), None);
         let deep_type = format!(r#"{{"type":{}{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
-        assert!(matches!(Frame::parse(&deep_type, &limits), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            Frame::parse(&deep_type, &limits),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -407,7 +407,10 @@ impl Session {
     /// Fails with [`Error::InvalidConfig`] for empty or whitespace-padded credentials, an
     /// unusable gateway URL, or a SYSTEM subscription.
     pub fn new(config: StreamConfig, now: Instant) -> Result<Self, Error> {
-        config.credentials.validate().map_err(Error::InvalidConfig)?;
+        config
+            .credentials
+            .validate()
+            .map_err(Error::InvalidConfig)?;
         let open_uri = format!(
             "{}/v1.0/gateway/connections/open",
             config.endpoints.api.trim_end_matches('/')
@@ -434,7 +437,9 @@ impl Session {
             )));
         }
         if config.max_in_flight == 0 {
-            return Err(Error::InvalidConfig("max_in_flight must be at least 1".into()));
+            return Err(Error::InvalidConfig(
+                "max_in_flight must be at least 1".into(),
+            ));
         }
         let open_body = open_request_body(&config);
         let dedup = DedupCache::new(config.dedup_capacity, config.dedup_ttl);
@@ -762,10 +767,11 @@ impl Session {
             let c = self.conns.remove(pos);
             self.out.push_back(Output::Close { conn });
             if !matches!(c.state, ConnState::Draining { .. }) {
-                self.out.push_back(Output::Event(SessionEvent::ConnectionLost {
-                    conn,
-                    reason: reason.to_owned(),
-                }));
+                self.out
+                    .push_back(Output::Event(SessionEvent::ConnectionLost {
+                        conn,
+                        reason: reason.to_owned(),
+                    }));
                 self.schedule_reconnect();
             }
         }
@@ -1050,7 +1056,9 @@ impl Session {
                     dead.push((c.id, "drain deadline passed"))
                 }
                 ConnState::Open if !self.reading_paused => match c.ping_deadline {
-                    Some(d) if d <= now => dead.push((c.id, "no pong or frame after keepalive ping")),
+                    Some(d) if d <= now => {
+                        dead.push((c.id, "no pong or frame after keepalive ping"))
+                    }
                     None if c.last_rx + self.config.keepalive_idle <= now => {
                         c.ping_deadline = Some(now + self.config.keepalive_timeout);
                         pings.push(c.id);
@@ -1169,7 +1177,9 @@ impl Session {
     }
 
     fn maybe_finish_stop(&mut self) {
-        if matches!(self.phase, Phase::Stopping { .. }) && self.running == 0 && self.queue.is_empty()
+        if matches!(self.phase, Phase::Stopping { .. })
+            && self.running == 0
+            && self.queue.is_empty()
         {
             self.finish_stop();
         }
@@ -1182,7 +1192,8 @@ impl Session {
             if let Some(mid) = self.by_delivery.get(&id).cloned() {
                 if let Some(f) = self.inflight.get_mut(&mid) {
                     let waiting = std::mem::take(&mut f.waiting);
-                    let (ack, _) = outcome_ack(f.kind, &mid, &Outcome::Failed("client stopping".into()));
+                    let (ack, _) =
+                        outcome_ack(f.kind, &mid, &Outcome::Failed("client stopping".into()));
                     for conn in waiting {
                         self.send(conn, ack.clone());
                     }
@@ -1216,17 +1227,28 @@ fn outcome_ack(kind: FrameType, message_id: &str, outcome: &Outcome) -> (String,
             true,
         ),
         (FrameType::Event, Outcome::Later) => (
-            Ack::new(status::OK, message_id, "OK", r#"{"status":"LATER","message":"later"}"#)
-                .to_text(),
+            Ack::new(
+                status::OK,
+                message_id,
+                "OK",
+                r#"{"status":"LATER","message":"later"}"#,
+            )
+            .to_text(),
             false,
         ),
         (FrameType::Event, Outcome::Failed(why)) => {
             let data = serde_json::json!({"status": "LATER", "message": truncate(why)}).to_string();
-            (Ack::new(status::OK, message_id, "OK", &data).to_text(), false)
+            (
+                Ack::new(status::OK, message_id, "OK", &data).to_text(),
+                false,
+            )
         }
         (_, Outcome::Ok(value)) => {
             let data = serde_json::json!({ "response": value }).to_string();
-            (Ack::new(status::OK, message_id, "OK", &data).to_text(), true)
+            (
+                Ack::new(status::OK, message_id, "OK", &data).to_text(),
+                true,
+            )
         }
         (_, Outcome::Later) => (
             Ack::new(status::INTERNAL_ERROR, message_id, "later", RESPONSE_NULL).to_text(),
@@ -1301,12 +1323,14 @@ fn parse_open_response(body: &[u8], allow_insecure: bool) -> Result<http::Uri, O
 }
 
 /// `endpoint` plus the `ticket` query parameter, escaped, joined with `?` or `&`.
-pub fn connect_uri(endpoint: &str, ticket: &str, allow_insecure: bool) -> Result<http::Uri, OpenError> {
+pub fn connect_uri(
+    endpoint: &str,
+    ticket: &str,
+    allow_insecure: bool,
+) -> Result<http::Uri, OpenError> {
     let endpoint = endpoint.trim();
     if endpoint.contains('#') {
-        return Err(OpenError::InvalidResponse(
-            "endpoint has a fragment".into(),
-        ));
+        return Err(OpenError::InvalidResponse("endpoint has a fragment".into()));
     }
     let parsed: http::Uri = endpoint
         .parse()

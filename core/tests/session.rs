@@ -62,19 +62,31 @@ fn subscriptions_are_built_from_what_the_application_registers() {
         body["subscriptions"],
         json!([{"type": "CALLBACK", "topic": "/v1.0/graph/api/invoke"}])
     );
-    assert!(body.get("localIp").is_none(), "localIp omitted when unknown");
+    assert!(
+        body.get("localIp").is_none(),
+        "localIp omitted when unknown"
+    );
 }
 
 #[test]
 fn invalid_configuration_is_a_typed_error() {
     let now = std::time::Instant::now();
     let bad = StreamConfig::new(Credentials::new("id ", "secret"));
-    assert!(matches!(Session::new(bad, now), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        Session::new(bad, now),
+        Err(Error::InvalidConfig(_))
+    ));
     let bad = StreamConfig::new(Credentials::new("id", ""));
-    assert!(matches!(Session::new(bad, now), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        Session::new(bad, now),
+        Err(Error::InvalidConfig(_))
+    ));
     let mut bad = StreamConfig::new(Credentials::new("id", "secret"));
     bad.endpoints.api = "ftp://x".into();
-    assert!(matches!(Session::new(bad, now), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        Session::new(bad, now),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 #[test]
@@ -85,7 +97,10 @@ fn connect_uri_escapes_ticket_and_picks_separator() {
         "wss://h.example/connect?ticket=a+b%26c%3Dd%2F%2B"
     );
     let u = connect_uri("wss://h.example/connect?region=cn", "t-1", false).unwrap();
-    assert_eq!(u.to_string(), "wss://h.example/connect?region=cn&ticket=t-1");
+    assert_eq!(
+        u.to_string(),
+        "wss://h.example/connect?region=cn&ticket=t-1"
+    );
     let u = connect_uri("wss://h.example/connect?", "t-1", false).unwrap();
     assert_eq!(u.to_string(), "wss://h.example/connect?ticket=t-1");
     assert!(connect_uri("ws://h.example/connect", "t", false).is_err());
@@ -121,8 +136,14 @@ fn each_ticket_is_used_once_and_reconnect_opens_anew() {
     });
     assert!(g.pending_http().is_none(), "reconnect waits for backoff");
     g.step();
-    let (id, _) = g.pending_http().expect("a fresh open request, not a reused ticket");
-    g.respond(id, 200, &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"second"}}"#));
+    let (id, _) = g
+        .pending_http()
+        .expect("a fresh open request, not a reused ticket");
+    g.respond(
+        id,
+        200,
+        &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"second"}}"#),
+    );
     let (c2, req) = g.pending_connect().unwrap();
     assert_ne!(c1, c2);
     assert!(req.uri().to_string().ends_with("ticket=second"));
@@ -179,12 +200,12 @@ fn auth_failed_is_terminal_not_a_reconnect_loop() {
     );
     let out = g.take();
     assert!(out.iter().any(|o| matches!(o, Output::Error(e) if *e
-        == Error::AuthFailed {
-            status: 401,
-            code: Some("authFailed".into()),
-            message: Some("鉴权失败".into()),
-            request_id: Some("ED20-3550".into()),
-        })));
+    == Error::AuthFailed {
+        status: 401,
+        code: Some("authFailed".into()),
+        message: Some("鉴权失败".into()),
+        request_id: Some("ED20-3550".into()),
+    })));
     assert!(matches!(out.last(), Some(Output::Done)));
     assert!(g.s.is_done());
     g.advance(secs(3600));
@@ -196,7 +217,11 @@ fn auth_failed_is_terminal_not_a_reconnect_loop() {
 fn invalid_client_id_or_secret_is_terminal_whatever_the_status() {
     let mut g = Gw::new(config());
     let (id, _) = g.pending_http().unwrap();
-    g.respond(id, 400, r#"{"code":"invalidClientIdOrSecret","message":"bad"}"#);
+    g.respond(
+        id,
+        400,
+        r#"{"code":"invalidClientIdOrSecret","message":"bad"}"#,
+    );
     assert!(g.s.is_done());
     assert!(
         g.log
@@ -249,7 +274,10 @@ fn ping_is_acked_at_once_echoing_opaque_even_when_handlers_are_saturated() {
     let (conn, ack) = &sends[0];
     assert_eq!(*conn, c);
     assert_eq!(ack["code"], 200);
-    assert_eq!(ack["headers"]["messageId"], "213661cf_dba_18d5875eda1_23bf2a0");
+    assert_eq!(
+        ack["headers"]["messageId"],
+        "213661cf_dba_18d5875eda1_23bf2a0"
+    );
     assert_eq!(ack["headers"]["contentType"], "application/json");
     assert_eq!(
         ack["data"],
@@ -278,7 +306,10 @@ fn disconnect_is_acked_and_replacement_opened_before_old_closes() {
     let sends = sends_of(&out);
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0].0, old);
-    assert_eq!(sends[0].1["headers"]["messageId"], "c0a815dd1698551133918195d43");
+    assert_eq!(
+        sends[0].1["headers"]["messageId"],
+        "c0a815dd1698551133918195d43"
+    );
     assert!(
         out.iter().any(|o| matches!(o, Output::Http { .. })),
         "replacement open request at once, no backoff"
@@ -295,9 +326,19 @@ fn disconnect_is_acked_and_replacement_opened_before_old_closes() {
     g.text(new, &bot_message("on-new"));
     let sends = g.sends();
     assert_eq!(sends.len(), 2);
-    assert_eq!((sends[0].0, sends[0].1["headers"]["messageId"].as_str()), (old, Some("on-old")));
-    assert_eq!((sends[1].0, sends[1].1["headers"]["messageId"].as_str()), (new, Some("on-new")));
-    assert_eq!(g.deliveries().len(), 2, "no frame lost from either connection");
+    assert_eq!(
+        (sends[0].0, sends[0].1["headers"]["messageId"].as_str()),
+        (old, Some("on-old"))
+    );
+    assert_eq!(
+        (sends[1].0, sends[1].1["headers"]["messageId"].as_str()),
+        (new, Some("on-new"))
+    );
+    assert_eq!(
+        g.deliveries().len(),
+        2,
+        "no frame lost from either connection"
+    );
     g.take();
     // The server closes the old one: no reconnect, the new one carries on.
     g.input(Input::Closed {
@@ -319,7 +360,10 @@ fn draining_connection_is_closed_at_the_drain_deadline() {
     assert_eq!(g.count(|o| matches!(o, Output::Close { .. })), 0);
     g.advance(secs(2));
     let out = g.take();
-    assert!(out.iter().any(|o| matches!(o, Output::Close { conn } if *conn == old)));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Close { conn } if *conn == old))
+    );
     assert!(!out.iter().any(|o| matches!(o, Output::Http { .. })));
     assert_eq!(g.s.connections(), vec![new]);
 }
@@ -332,10 +376,16 @@ fn ack_for_a_frame_from_the_draining_connection_goes_to_it_after_the_switch() {
     g.text(old, &disconnect("d1"));
     let new = g.open_ok();
     g.take();
-    g.complete(d.id, Outcome::Ok(json!({"cardData": {"cardParamMap": {"k": "v"}}})));
+    g.complete(
+        d.id,
+        Outcome::Ok(json!({"cardData": {"cardParamMap": {"k": "v"}}})),
+    );
     let sends = g.sends();
     assert_eq!(sends.len(), 1);
-    assert_eq!(sends[0].0, old, "ack goes to the source connection, not {new:?}");
+    assert_eq!(
+        sends[0].0, old,
+        "ack goes to the source connection, not {new:?}"
+    );
     assert_eq!(
         ack_data(&sends[0].1),
         json!({"response": {"cardData": {"cardParamMap": {"k": "v"}}}})
@@ -355,7 +405,10 @@ fn ack_is_never_redirected_to_a_new_connection_after_reconnect() {
     let _c2 = g.open_ok();
     g.take();
     g.complete(d.id, Outcome::done());
-    assert!(g.sends().is_empty(), "the ack belonged to the dead connection");
+    assert!(
+        g.sends().is_empty(),
+        "the ack belonged to the dead connection"
+    );
     assert_eq!(g.s.stats().acks_dropped, 1);
 }
 
@@ -389,7 +442,10 @@ fn callback_is_acked_with_the_handler_response() {
     let d = g.deliveries().pop().unwrap();
     assert!(!d.acked);
     g.take();
-    g.complete(d.id, Outcome::Ok(json!({"cardUpdateOptions": {"updateCardDataByKey": true}})));
+    g.complete(
+        d.id,
+        Outcome::Ok(json!({"cardUpdateOptions": {"updateCardDataByKey": true}})),
+    );
     let sends = g.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0].1["code"], 200);
@@ -417,9 +473,8 @@ fn failed_callback_handler_gets_500() {
 fn callback_handler_timeout_sends_500_and_real_result_goes_to_a_redelivery() {
     let mut cfg = config();
     cfg = cfg.subscribe(
-        Subscription::callback(topic::CARD_CALLBACK).with_ack(AckPolicy::AfterHandler {
-            timeout: secs(3),
-        }),
+        Subscription::callback(topic::CARD_CALLBACK)
+            .with_ack(AckPolicy::AfterHandler { timeout: secs(3) }),
     );
     let (mut g, c) = Gw::connected(cfg);
     g.text(c, &card_callback("slow"));
@@ -484,7 +539,10 @@ fn event_failure_or_timeout_is_acked_later() {
     g.complete(ds[0].id, Outcome::Failed("db down".into()));
     g.complete(ds[1].id, Outcome::Later);
     let sends = g.sends();
-    assert_eq!(ack_data(&sends[0].1), json!({"status": "LATER", "message": "db down"}));
+    assert_eq!(
+        ack_data(&sends[0].1),
+        json!({"status": "LATER", "message": "db down"})
+    );
     assert_eq!(ack_data(&sends[1].1)["status"], "LATER");
     g.take();
     g.advance(topic::DEFAULT_EVENT_TIMEOUT);
@@ -558,7 +616,13 @@ fn dedup_memory_expires() {
     cfg.keepalive_idle = secs(1000);
     let (mut g, c) = Gw::connected(cfg);
     g.text(c, &bot_message("m"));
-    g.advance(secs(301));
+    let d = g.deliveries().pop().unwrap();
+    g.complete(d.id, Outcome::done());
+    g.advance(secs(299));
+    g.take();
+    g.text(c, &bot_message("m"));
+    assert!(g.deliveries().is_empty(), "still remembered");
+    g.advance(secs(2));
     g.take();
     g.text(c, &bot_message("m"));
     assert_eq!(g.deliveries().len(), 1);
@@ -569,9 +633,15 @@ fn dedup_memory_expires() {
 #[test]
 fn malformed_frames_get_400_or_are_dropped_and_the_connection_survives() {
     let (mut g, c) = Gw::connected(config());
-    g.text(c, r#"{"type":"WHAT","headers":{"topic":"x","messageId":"bad-1"}}"#);
+    g.text(
+        c,
+        r#"{"type":"WHAT","headers":{"topic":"x","messageId":"bad-1"}}"#,
+    );
     g.text(c, "not json at all");
-    g.text(c, r#"{"type":"CALLBACK","headers":{"topic":"x","messageId":"bad-2"},"data":{"obj":1}}"#);
+    g.text(
+        c,
+        r#"{"type":"CALLBACK","headers":{"topic":"x","messageId":"bad-2"},"data":{"obj":1}}"#,
+    );
     let sends = g.sends();
     assert_eq!(sends.len(), 2);
     assert_eq!(sends[0].1["code"], 400);
@@ -604,7 +674,10 @@ fn keepalive_ping_after_idle_and_pong_keeps_the_connection() {
     g.advance(secs(59));
     assert_eq!(g.count(|o| matches!(o, Output::Ping { .. })), 0);
     g.advance(secs(1));
-    assert_eq!(g.count(|o| matches!(o, Output::Ping { conn } if *conn == c)), 1);
+    assert_eq!(
+        g.count(|o| matches!(o, Output::Ping { conn } if *conn == c)),
+        1
+    );
     g.take();
     g.advance(secs(2));
     g.input(Input::Pong { conn: c });
@@ -630,7 +703,10 @@ fn dead_connection_is_closed_and_replaced_when_no_pong_arrives() {
     g.take();
     g.advance(secs(5));
     let out = g.take();
-    assert!(out.iter().any(|o| matches!(o, Output::Close { conn } if *conn == c)));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Close { conn } if *conn == c))
+    );
     assert!(out.iter().any(|o| matches!(
         o,
         Output::Event(SessionEvent::ReconnectScheduled { attempt: 1, .. })
@@ -643,14 +719,26 @@ fn dead_connection_is_closed_and_replaced_when_no_pong_arrives() {
 fn handshake_timeout_closes_and_retries() {
     let mut g = Gw::new(config());
     let (id, _) = g.pending_http().unwrap();
-    g.respond(id, 200, &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"t"}}"#));
+    g.respond(
+        id,
+        200,
+        &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"t"}}"#),
+    );
     let (conn, _) = g.pending_connect().unwrap();
     g.advance(secs(10));
-    assert!(g.fresh.iter().any(|o| matches!(o, Output::Close { conn: c } if *c == conn)));
+    assert!(
+        g.fresh
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn: c } if *c == conn))
+    );
     // A late handshake for the abandoned connection is closed, not used.
     g.take();
     g.input(Input::Connected { conn });
-    assert!(g.fresh.iter().any(|o| matches!(o, Output::Close { conn: c } if *c == conn)));
+    assert!(
+        g.fresh
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn: c } if *c == conn))
+    );
 }
 
 // ---- reconnect -----------------------------------------------------------------------------
@@ -677,7 +765,10 @@ fn reconnect_backoff_is_exponential_with_jitter_and_capped() {
     assert_eq!(delays.len(), 9);
     for (n, d) in delays.iter().enumerate() {
         let base = secs(1u64 << n).min(secs(60));
-        assert!(*d >= base && *d <= (base + secs(1)).min(secs(60)), "attempt {n}: {d:?}");
+        assert!(
+            *d >= base && *d <= (base + secs(1)).min(secs(60)),
+            "attempt {n}: {d:?}"
+        );
     }
     assert_eq!(delays[8], secs(60));
     // Same seed, same delays.
@@ -716,13 +807,24 @@ fn never_two_open_requests_in_flight() {
     g.advance(secs(9));
     assert!(g.pending_http().is_none());
     g.advance(secs(1));
-    assert!(g.pending_http().is_none(), "timeout first schedules a backoff");
+    assert!(
+        g.pending_http().is_none(),
+        "timeout first schedules a backoff"
+    );
     g.step();
     let (second, _) = g.pending_http().expect("retry after the timeout");
     // The late answer to the first request is ignored.
-    g.respond(first, 200, &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"late"}}"#));
+    g.respond(
+        first,
+        200,
+        &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"late"}}"#),
+    );
     assert!(g.pending_connect().is_none());
-    g.respond(second, 200, &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"ok"}}"#));
+    g.respond(
+        second,
+        200,
+        &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"ok"}}"#),
+    );
     assert!(g.pending_connect().is_some());
 }
 
@@ -749,7 +851,11 @@ fn backpressure_bounds_handlers_and_pauses_reading() {
     g.complete(ds[0].id, Outcome::done());
     let next = g.deliveries();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].frame.message_id(), "e2", "queued frames keep their order");
+    assert_eq!(
+        next[0].frame.message_id(),
+        "e2",
+        "queued frames keep their order"
+    );
     assert_eq!(g.count(|o| matches!(o, Output::ResumeReading)), 1);
     assert_eq!(g.s.in_flight(), 2);
 }
@@ -764,7 +870,10 @@ fn keepalive_is_suspended_while_reading_is_paused() {
     let d = g.deliveries().pop().unwrap();
     g.take();
     g.advance(secs(120));
-    assert_eq!(g.count(|o| matches!(o, Output::Ping { .. } | Output::Close { .. })), 0);
+    assert_eq!(
+        g.count(|o| matches!(o, Output::Ping { .. } | Output::Close { .. })),
+        0
+    );
     g.complete(d.id, Outcome::done());
     g.take();
     g.advance(secs(60));
@@ -795,14 +904,23 @@ fn graceful_stop_finishes_in_flight_work_acks_and_closes() {
     g.input(Input::Stop);
     let out = g.take();
     assert!(out.iter().any(|o| matches!(o, Output::PauseReading)));
-    assert!(!out.iter().any(|o| matches!(o, Output::Close { .. } | Output::Done)));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Close { .. } | Output::Done))
+    );
     // Frames read after stop are left for redelivery.
     g.text(c, &card_callback("late"));
     assert!(g.deliveries().is_empty() && g.sends().is_empty());
     g.complete(d.id, Outcome::Ok(json!(1)));
     let out = g.take();
-    let pos_send = out.iter().position(|o| matches!(o, Output::Send { .. })).unwrap();
-    let pos_close = out.iter().position(|o| matches!(o, Output::Close { .. })).unwrap();
+    let pos_send = out
+        .iter()
+        .position(|o| matches!(o, Output::Send { .. }))
+        .unwrap();
+    let pos_close = out
+        .iter()
+        .position(|o| matches!(o, Output::Close { .. }))
+        .unwrap();
     assert!(pos_send < pos_close, "ack written before the close");
     assert!(matches!(out.last(), Some(Output::Done)));
     assert!(g.s.is_done());
@@ -831,7 +949,11 @@ fn stop_while_opening_cancels_the_open() {
     let (id, _) = g.pending_http().unwrap();
     g.input(Input::Stop);
     assert!(g.s.is_done());
-    g.respond(id, 200, &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"t"}}"#));
+    g.respond(
+        id,
+        200,
+        &format!(r#"{{"endpoint":"{ENDPOINT}","ticket":"t"}}"#),
+    );
     assert!(g.pending_connect().is_none());
 }
 

@@ -1,5 +1,11 @@
 //! A scripted gateway driving a `Session` with a fake clock: no sockets, no sleeps.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)] // test helpers
 
 use std::time::{Duration, Instant};
 
@@ -197,7 +203,10 @@ pub fn clone_output(o: &Output) -> Output {
             *r.method_mut() = request.method().clone();
             *r.uri_mut() = request.uri().clone();
             *r.headers_mut() = request.headers().clone();
-            Output::Http { id: *id, request: r }
+            Output::Http {
+                id: *id,
+                request: r,
+            }
         }
         Output::Connect { conn, request } => {
             let mut r = http::Request::new(());
