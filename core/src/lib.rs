@@ -110,15 +110,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod auth;
+pub mod callback;
 pub mod config;
 pub mod dedup;
 pub mod error;
 pub mod frame;
+pub mod model;
 pub mod session;
 pub mod topic;
+pub mod webhook;
 
+pub use api::ApiCall;
 pub use config::{Credentials, Endpoints, StreamConfig};
-pub use error::{Error, OpenError};
+pub use error::{ApiError, Error, ErrorKind, OpenError};
 pub use frame::{Frame, FrameError, FrameType, Headers, Limits};
 pub use http;
 pub use session::{

@@ -1,0 +1,483 @@
+//! Typed payloads: chatbot messages of every msgtype, card callbacks, graph requests and
+//! responses, events. Unknown fields never make parsing fail; unknown message types are kept raw.
+//!
+//! ```
+//! use dingtalk_core::model::{ChatbotMessage, Content};
+//! let msg: ChatbotMessage = serde_json::from_str(
+//!     r#"{"msgtype":"text","text":{"content":" hi"},"conversationType":"2","senderStaffId":"u1","isInAtList":true}"#,
+//! ).unwrap();
+//! assert!(matches!(msg.content(), Content::Text { text } if text == " hi"));
+//! assert!(msg.is_group());
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A user mentioned in a group message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AtUser {
+    /// `dingtalkId`.
+    pub dingtalk_id: String,
+    /// `staffId` (only for members of the bot's org).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staff_id: Option<String>,
+}
+
+/// The person a delegate ("托管") message is answered for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HostingContext {
+    /// `userId`.
+    pub user_id: String,
+    /// `nick`.
+    pub nick: String,
+}
+
+/// A chatbot message (`/v1.0/im/bot/messages/get`, the delegate topic, or an HTTP-mode
+/// outgoing-robot callback).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ChatbotMessage {
+    /// `msgId`.
+    pub msg_id: String,
+    /// `msgtype`: `text`, `picture`, `richText`, `audio`, `video`, `file`, `unknownMsgType`, ...
+    pub msgtype: String,
+    /// `conversationId`.
+    pub conversation_id: String,
+    /// `conversationType`: `"1"` one-to-one, `"2"` group.
+    pub conversation_type: String,
+    /// `conversationTitle` (groups).
+    pub conversation_title: Option<String>,
+    /// `createAt` (unix ms).
+    pub create_at: Option<i64>,
+    /// `senderId`.
+    pub sender_id: String,
+    /// `senderNick`.
+    pub sender_nick: String,
+    /// `senderStaffId` (user id inside the org).
+    pub sender_staff_id: Option<String>,
+    /// `senderCorpId`.
+    pub sender_corp_id: Option<String>,
+    /// `senderPlatform`.
+    pub sender_platform: Option<String>,
+    /// `chatbotCorpId`.
+    pub chatbot_corp_id: Option<String>,
+    /// `chatbotUserId`.
+    pub chatbot_user_id: Option<String>,
+    /// `robotCode`.
+    pub robot_code: Option<String>,
+    /// `isAdmin`.
+    pub is_admin: Option<bool>,
+    /// `isInAtList` (groups).
+    pub is_in_at_list: Option<bool>,
+    /// `atUsers`.
+    pub at_users: Vec<AtUser>,
+    /// `sessionWebhook`: where replies go.
+    pub session_webhook: Option<String>,
+    /// `sessionWebhookExpiredTime` (unix ms).
+    pub session_webhook_expired_time: Option<i64>,
+    /// `hostingContext` (delegate topic).
+    pub hosting_context: Option<HostingContext>,
+    /// `text` (msgtype `text`).
+    pub text: Option<TextBody>,
+    /// `content` (all other msgtypes), kept raw; read it through [`ChatbotMessage::content`].
+    pub content: Option<Value>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `text` of a text message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TextBody {
+    /// The text.
+    pub content: String,
+    /// Quoted reply (unofficial field).
+    pub is_reply_msg: Option<bool>,
+}
+
+/// One element of a rich-text message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RichTextItem {
+    /// A run of text.
+    Text(String),
+    /// A picture.
+    Picture {
+        /// `downloadCode`.
+        download_code: String,
+    },
+    /// Anything else, raw.
+    Other(Value),
+}
+
+/// The typed content of a [`ChatbotMessage`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// `text`.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// `picture`.
+    Picture {
+        /// `downloadCode` for [`crate::api::robot::MessageFileDownload`].
+        download_code: String,
+    },
+    /// `richText`.
+    RichText(Vec<RichTextItem>),
+    /// `audio`.
+    Audio {
+        /// `downloadCode`.
+        download_code: String,
+        /// Speech recognition result.
+        recognition: Option<String>,
+        /// Duration (ms), when given.
+        duration: Option<String>,
+    },
+    /// `video`.
+    Video {
+        /// `downloadCode`.
+        download_code: String,
+        /// `videoType`, e.g. `mp4`.
+        video_type: Option<String>,
+        /// Duration, when given.
+        duration: Option<String>,
+    },
+    /// `file`.
+    File {
+        /// `downloadCode`.
+        download_code: String,
+        /// `fileName`.
+        file_name: Option<String>,
+        /// `spaceId`.
+        space_id: Option<String>,
+        /// `fileId`.
+        file_id: Option<String>,
+    },
+    /// Any other msgtype (including `unknownMsgType`): the type and the raw content.
+    Unknown {
+        /// `msgtype`.
+        msgtype: String,
+        /// `content` (or `Null`).
+        content: Value,
+    },
+}
+
+fn str_field(v: &Value, k: &str) -> Option<String> {
+    match v.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl ChatbotMessage {
+    /// Parses the `data` of a bot-message frame.
+    pub fn from_json(data: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(data)
+    }
+
+    /// Whether it came from a group chat.
+    pub fn is_group(&self) -> bool {
+        self.conversation_type == "2"
+    }
+
+    /// The text of a text message, trimmed of the leading space DingTalk adds after an @.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_ref().map(|t| t.content.trim())
+    }
+
+    /// The typed content. A known msgtype whose content lacks its download code is `Unknown`.
+    pub fn content(&self) -> Content {
+        let raw = self.content.clone().unwrap_or(Value::Null);
+        let code = str_field(&raw, "downloadCode");
+        let unknown = || Content::Unknown {
+            msgtype: self.msgtype.clone(),
+            content: raw.clone(),
+        };
+        match self.msgtype.as_str() {
+            "text" => Content::Text {
+                text: self
+                    .text
+                    .as_ref()
+                    .map(|t| t.content.clone())
+                    .unwrap_or_default(),
+            },
+            "picture" => match code
+                .clone()
+                .or_else(|| str_field(&raw, "pictureDownloadCode"))
+            {
+                Some(download_code) => Content::Picture { download_code },
+                None => unknown(),
+            },
+            "richText" => match raw.get("richText").and_then(Value::as_array) {
+                Some(items) => Content::RichText(
+                    items
+                        .iter()
+                        .map(|i| {
+                            if let Some(t) = str_field(i, "text") {
+                                RichTextItem::Text(t)
+                            } else if let Some(c) = str_field(i, "downloadCode") {
+                                RichTextItem::Picture { download_code: c }
+                            } else {
+                                RichTextItem::Other(i.clone())
+                            }
+                        })
+                        .collect(),
+                ),
+                None => unknown(),
+            },
+            "audio" => match code {
+                Some(download_code) => Content::Audio {
+                    download_code,
+                    recognition: str_field(&raw, "recognition"),
+                    duration: str_field(&raw, "duration"),
+                },
+                None => unknown(),
+            },
+            "video" => match code {
+                Some(download_code) => Content::Video {
+                    download_code,
+                    video_type: str_field(&raw, "videoType"),
+                    duration: str_field(&raw, "duration"),
+                },
+                None => unknown(),
+            },
+            "file" => match code {
+                Some(download_code) => Content::File {
+                    download_code,
+                    file_name: str_field(&raw, "fileName"),
+                    space_id: str_field(&raw, "spaceId"),
+                    file_id: str_field(&raw, "fileId"),
+                },
+                None => unknown(),
+            },
+            _ => unknown(),
+        }
+    }
+}
+
+/// A card action (`/v1.0/card/instances/callback`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CardCallback {
+    /// `type`, e.g. `actionCallback`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `outTrackId`: the card instance.
+    pub out_track_id: String,
+    /// `corpId`.
+    pub corp_id: String,
+    /// `userId`: who clicked.
+    pub user_id: String,
+    /// `userIdType` (1 userId, 2 unionId).
+    pub user_id_type: Option<i64>,
+    /// `spaceType`.
+    pub space_type: Option<String>,
+    /// `spaceId`.
+    pub space_id: Option<String>,
+    /// `content`: a JSON *string*; read it with [`CardCallback::action`].
+    pub content: Option<String>,
+    /// `value`: a JSON string (same as content in samples).
+    pub value: Option<String>,
+    /// `extension`: a JSON string.
+    pub extension: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `cardPrivateData` of a card action.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CardAction {
+    /// `actionIds`.
+    pub action_ids: Vec<String>,
+    /// `params`.
+    pub params: Map<String, Value>,
+}
+
+impl CardCallback {
+    /// Decodes `content` (the JSON string) into the action ids and params.
+    pub fn action(&self) -> Result<CardAction, serde_json::Error> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct Wrapper {
+            card_private_data: CardAction,
+        }
+        let text = self.content.as_deref().unwrap_or("{}");
+        Ok(serde_json::from_str::<Wrapper>(text)?.card_private_data)
+    }
+}
+
+/// The answer to a card action, sent inside the ack's `{"response": …}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardCallbackResponse {
+    /// `cardUpdateOptions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_update_options: Option<CardUpdateOptions>,
+    /// `cardData.cardParamMap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_data: Option<CardParamMap>,
+    /// `userPrivateData.cardParamMap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_private_data: Option<CardParamMap>,
+}
+
+/// Which parts of a card an update touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardUpdateOptions {
+    /// Merge card data by key instead of replacing it.
+    pub update_card_data_by_key: bool,
+    /// Merge private data by key instead of replacing it.
+    pub update_private_data_by_key: bool,
+}
+
+/// `{"cardParamMap": {…}}` whose values are all strings, as DingTalk requires: non-string values
+/// are JSON-encoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CardParamMap {
+    /// The parameters.
+    #[serde(rename = "cardParamMap")]
+    pub card_param_map: BTreeMap<String, String>,
+}
+
+impl CardParamMap {
+    /// Builds the map from any JSON object; strings stay as they are, everything else is
+    /// serialized (`true` → `"true"`, `[1]` → `"[1]"`).
+    pub fn from_json(values: &Map<String, Value>) -> Self {
+        Self {
+            card_param_map: values
+                .iter()
+                .map(|(k, v)| {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), s)
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds one parameter.
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.card_param_map.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A graph API request (`/v1.0/graph/api/invoke`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GraphRequest {
+    /// `requestLine`.
+    pub request_line: RequestLine,
+    /// `headers`.
+    pub headers: BTreeMap<String, String>,
+    /// `body`, as text.
+    pub body: String,
+}
+
+/// The request line of a [`GraphRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestLine {
+    /// Method, e.g. `POST`.
+    pub method: String,
+    /// URI with query.
+    pub uri: String,
+}
+
+impl GraphRequest {
+    /// The path of the URI (before `?`).
+    pub fn path(&self) -> &str {
+        self.request_line
+            .uri
+            .split_once('?')
+            .map_or(self.request_line.uri.as_str(), |(p, _)| p)
+    }
+
+    /// The query of the URI (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.request_line.uri.split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// A graph API response, sent inside the ack's `{"response": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphResponse {
+    /// `statusLine`.
+    pub status_line: StatusLine,
+    /// `headers`.
+    pub headers: BTreeMap<String, String>,
+    /// `body`, as text.
+    pub body: String,
+}
+
+/// The status line of a [`GraphResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusLine {
+    /// Status code.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason_phrase: String,
+}
+
+impl GraphResponse {
+    /// `200 OK` with a JSON body.
+    pub fn json(body: &Value) -> Self {
+        let mut headers = BTreeMap::new();
+        headers.insert("Content-Type".to_owned(), "application/json".to_owned());
+        Self {
+            status_line: StatusLine {
+                code: 200,
+                reason_phrase: "OK".to_owned(),
+            },
+            headers,
+            body: body.to_string(),
+        }
+    }
+}
+
+/// An organisation event (EVENT frame): the typed headers plus the raw data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `eventType`, e.g. `user_add_org`.
+    pub event_type: String,
+    /// `eventId`.
+    pub event_id: Option<String>,
+    /// `eventCorpId`.
+    pub corp_id: Option<String>,
+    /// `eventBornTime` (unix ms).
+    pub born_time: Option<i64>,
+    /// The event's data.
+    pub data: Value,
+}
+
+impl Event {
+    /// Builds the event from an EVENT frame.
+    pub fn from_frame(frame: &crate::frame::Frame) -> Result<Self, crate::frame::FrameError> {
+        let data = if frame.data.trim().is_empty() {
+            Value::Null
+        } else {
+            frame.data_json()?
+        };
+        Ok(Self {
+            event_type: frame.headers.event_type.clone().unwrap_or_default(),
+            event_id: frame.headers.event_id.clone(),
+            corp_id: frame.headers.event_corp_id.clone(),
+            born_time: frame.headers.event_born_time,
+            data,
+        })
+    }
+}
