@@ -170,7 +170,12 @@ impl EventCrypto {
         if encoding_aes_key.len() != 43 {
             return Err(CallbackError::InvalidAesKey);
         }
-        let decoded = base64::engine::general_purpose::STANDARD
+        // Like the official decoders, accept non-zero trailing bits in the 43rd character.
+        let lenient = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+        );
+        let decoded = lenient
             .decode(format!("{encoding_aes_key}="))
             .map_err(|_| CallbackError::InvalidAesKey)?;
         let key: [u8; 32] = decoded
@@ -252,18 +257,22 @@ impl EventCrypto {
         plain.extend_from_slice(self.owner_key.as_bytes());
         let pad = BLOCK - plain.len() % BLOCK;
         plain.extend(std::iter::repeat_n(pad as u8, pad));
-        let len = plain.len();
-        let cipher = cbc::Encryptor::<Aes256>::new(&self.key.into(), &self.iv().into())
-            .encrypt_padded_mut::<NoPadding>(&mut plain, len)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
-        let encrypt = base64::engine::general_purpose::STANDARD.encode(cipher);
+        let encrypt = base64::engine::general_purpose::STANDARD.encode(self.cbc_encrypt(plain));
         EncryptedReply {
             msg_signature: event_signature(&self.token, timestamp, nonce, &encrypt),
             timestamp: timestamp.to_owned(),
             nonce: nonce.to_owned(),
             encrypt,
         }
+    }
+
+    /// AES-256-CBC over already padded input (a whole number of blocks).
+    fn cbc_encrypt(&self, mut padded: Vec<u8>) -> Vec<u8> {
+        let len = padded.len();
+        cbc::Encryptor::<Aes256>::new(&self.key.into(), &self.iv().into())
+            .encrypt_padded_mut::<NoPadding>(&mut padded, len)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Parses the callback body `{"encrypt": "…"}` and decrypts it.
@@ -281,5 +290,32 @@ impl EventCrypto {
         let b: Encrypted =
             serde_json::from_slice(body).map_err(|e| CallbackError::InvalidBody(e.to_string()))?;
         self.decrypt(signature, timestamp, nonce, &b.encrypt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests may abort on failure
+    use super::*;
+
+    /// V7: the raw AES-CBC block of the official Rust sample (key of V2).
+    #[test]
+    fn raw_cbc_block_vector() {
+        let c =
+            EventCrypto::new("123456", "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij", "x").unwrap();
+        let mut plain = b"5p7b4jXMWUshiBCosucc111esssuite4xxxxxxxxxxxxxxx221".to_vec();
+        plain.extend(std::iter::repeat_n(0x0e, 14));
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(c.cbc_encrypt(plain)),
+            "DwCJ9BMxu4r+VTe9TD+AWc1yfxqs7d2YgepFe4XruMgh1+6pTjCCq4nqAM6StRcafOx5a1OfwmX3ckSBifatlA=="
+        );
+    }
+
+    /// The login-free signature vector exercises the HMAC → Base64 primitive.
+    #[test]
+    fn hmac_primitive_vector() {
+        let sign = hmac_sha256_base64(b"testappSecret", b"1546084445901");
+        let encoded: String = form_urlencoded::byte_serialize(sign.as_bytes()).collect();
+        assert_eq!(encoded, "HCbG3xNE3vzhO%2Bu7qCUL1jS5hsu2n5r2cFhnTrtyDAE%3D");
     }
 }
