@@ -1,3 +1,1214 @@
-//! A local DingTalk emulator; filled in by the emulator issue.
+//! # dingtalk-sim — a local DingTalk emulator
 //!
-//! Not implemented yet: this crate is an empty placeholder so the workspace layout is fixed.
+//! Speaks DingTalk's side of everything the SDK uses, over loopback (`http://` and `ws://` on
+//! 127.0.0.1): the Stream gateway (`/v1.0/gateway/connections/open`, one-use tickets, the
+//! WebSocket), the token endpoints, session and custom-robot webhooks, and the OpenAPI calls the
+//! core builds. It pushes realistic frames, checks every ack it gets back, records everything the
+//! bot sent, and injects faults: `disconnect` (closing 10 s later, as the real server does),
+//! abrupt closes, malformed and unknown-topic frames, duplicate deliveries, frozen connections
+//! (no pong), 401/5xx on open, token expiry and rate limits.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use dingtalk_sim::{Chat, Sim, SimConfig};
+//! let sim = Sim::start(SimConfig::default()).await?;
+//! println!("gateway at {}", sim.base_url());
+//! // ... start a bot with sim.credentials() and DINGTALK_OPENAPI_ENDPOINT = sim.base_url() ...
+//! sim.wait_connections(1, std::time::Duration::from_secs(5)).await.expect("bot connected");
+//! let id = sim.bot_text("hello", Chat::Private);
+//! let ack = sim.wait_ack(&id, std::time::Duration::from_secs(5)).await.expect("acked");
+//! assert_eq!(ack.code, 200);
+//! # Ok(()) }
+//! ```
+//!
+//! Waiting is done on change notifications with a deadline, never by sleeping.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The only accepted client id.
+    pub client_id: String,
+    /// The only accepted client secret.
+    pub client_secret: String,
+    /// The custom robot's signing secret (`SEC…`); `None` accepts unsigned robot calls.
+    pub robot_secret: Option<String>,
+    /// Lifetime of issued access tokens (`expireIn`).
+    pub token_ttl: Duration,
+    /// How long after a `disconnect` frame the server closes the connection (10 s for real).
+    pub disconnect_grace: Duration,
+    /// Lifetime of a ticket (90 s for real).
+    pub ticket_ttl: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "sim-client-id".to_owned(),
+            client_secret: "sim-client-secret".to_owned(),
+            robot_secret: None,
+            token_ttl: Duration::from_secs(7200),
+            disconnect_grace: Duration::from_secs(10),
+            ticket_ttl: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Where a simulated chat message comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chat {
+    /// A one-to-one chat with the bot.
+    Private,
+    /// A group chat in which the bot was @-mentioned.
+    Group,
+}
+
+/// An ack the bot sent, as the emulator saw it on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckRecord {
+    /// The connection it arrived on.
+    pub conn: u64,
+    /// `headers.messageId`.
+    pub message_id: String,
+    /// `code`.
+    pub code: i64,
+    /// `message`.
+    pub message: String,
+    /// `data` parsed as JSON (`Null` when empty or not JSON).
+    pub data: Value,
+    /// The raw text.
+    pub raw: String,
+}
+
+/// A frame the emulator pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentFrame {
+    /// The connection it was pushed on.
+    pub conn: u64,
+    /// `headers.messageId`.
+    pub message_id: String,
+    /// `type`.
+    pub kind: String,
+    /// `headers.topic`.
+    pub topic: String,
+}
+
+/// An HTTP request the bot made (webhook or OpenAPI).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query parameters.
+    pub query: BTreeMap<String, String>,
+    /// `x-acs-dingtalk-access-token`, if sent.
+    pub token: Option<String>,
+    /// Body as JSON (`Null` when not JSON).
+    pub body: Value,
+    /// The status the emulator answered.
+    pub status: u16,
+}
+
+/// An open-connection request the gateway received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRecord {
+    /// `clientId`.
+    pub client_id: String,
+    /// `subscriptions`.
+    pub subscriptions: Value,
+    /// `ua`.
+    pub ua: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// A WebSocket connection as the emulator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Id (1, 2, ...).
+    pub id: u64,
+    /// The ticket it was opened with.
+    pub ticket: String,
+    /// Still open.
+    pub open: bool,
+    /// Sent a `disconnect`; no new frames are pushed on it.
+    pub draining: bool,
+    /// WebSocket pings received from the client.
+    pub pings: u64,
+}
+
+/// What a test waits on: a copy of everything recorded so far.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every ack received.
+    pub acks: Vec<AckRecord>,
+    /// Every frame pushed.
+    pub sent: Vec<SentFrame>,
+    /// Every connection.
+    pub conns: Vec<ConnInfo>,
+    /// Every open-connection request.
+    pub opens: Vec<OpenRecord>,
+    /// Session-webhook and custom-robot calls.
+    pub webhooks: Vec<Recorded>,
+    /// OpenAPI calls (api and oapi hosts).
+    pub api_calls: Vec<Recorded>,
+    /// Token requests served.
+    pub tokens_issued: u64,
+    /// Protocol violations the emulator detected in what the bot sent.
+    pub violations: Vec<String>,
+}
+
+impl Snapshot {
+    /// The acks for one message id, in arrival order.
+    pub fn acks_for(&self, message_id: &str) -> Vec<&AckRecord> {
+        self.acks
+            .iter()
+            .filter(|a| a.message_id == message_id)
+            .collect()
+    }
+
+    /// Connections currently open.
+    pub fn open_conns(&self) -> usize {
+        self.conns.iter().filter(|c| c.open).count()
+    }
+}
+
+/// The emulator did not see the awaited condition in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitTimeout(pub String);
+
+impl std::fmt::Display for WaitTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timed out waiting for {}", self.0)
+    }
+}
+
+impl std::error::Error for WaitTimeout {}
+
+enum Cmd {
+    Text(String),
+    Close,
+    Abort,
+    Freeze,
+}
+
+struct ConnSlot {
+    info: ConnInfo,
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+#[derive(Default)]
+struct Faults {
+    open_failures: VecDeque<u16>,
+    rate_limit_calls: u32,
+}
+
+#[derive(Default)]
+struct State {
+    snap: Snapshot,
+    slots: BTreeMap<u64, ConnSlot>,
+    tickets: HashMap<String, Instant>,
+    used_tickets: HashSet<String>,
+    tokens: HashMap<String, Instant>,
+    sessions: HashMap<String, i64>,
+    sent_kinds: HashMap<(u64, String), (String, String)>,
+    faults: Faults,
+    counter: u64,
+}
+
+struct Shared {
+    config: SimConfig,
+    base_url: String,
+    state: Mutex<State>,
+    version: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock only happens in a broken test; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn next(&self, st: &mut State) -> u64 {
+        st.counter += 1;
+        st.counter
+    }
+}
+
+/// A running emulator. Dropping it stops the server. It dereferences to its [`Control`].
+pub struct Sim {
+    control: Control,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// Drives and observes a running emulator: push frames, inject faults, read what was recorded,
+/// wait for conditions. Cheap to clone (e.g. into a task).
+#[derive(Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("base_url", &self.shared.base_url)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Sim {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("addr", &self.addr).finish()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let st = self.control.shared.lock();
+        for slot in st.slots.values() {
+            let _ = slot.tx.send(Cmd::Abort);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Sim {
+    /// Starts the emulator on 127.0.0.1 with an ephemeral port.
+    pub async fn start(config: SimConfig) -> std::io::Result<Self> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Starts the emulator on 127.0.0.1:`port` (0 for any).
+    pub async fn start_on(config: SimConfig, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let (version, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            config,
+            base_url: format!("http://{addr}"),
+            state: Mutex::new(State::default()),
+            version,
+        });
+        let app = Router::new()
+            .route("/connect", get(ws_handler))
+            .route("/_sim/messages", post(control_message))
+            .route("/_sim/replies", get(control_replies))
+            .route("/_sim/acks", get(control_acks))
+            .fallback(http_handler)
+            .with_state(shared.clone());
+        let (shutdown, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            control: Control { shared },
+            addr,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A cloneable controller of this emulator.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+}
+
+impl Control {
+    /// `http://127.0.0.1:PORT`: use it as the gateway/api/oapi base URL.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// The accepted client id and secret.
+    pub fn credentials(&self) -> (String, String) {
+        (
+            self.shared.config.client_id.clone(),
+            self.shared.config.client_secret.clone(),
+        )
+    }
+
+    /// A copy of everything recorded so far.
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.lock().snap.clone()
+    }
+
+    // ---- pushing frames -------------------------------------------------------------------
+
+    fn active_conn(st: &State) -> Option<u64> {
+        st.slots
+            .values()
+            .filter(|s| s.info.open && !s.info.draining)
+            .map(|s| s.info.id)
+            .max()
+    }
+
+    /// Pushes a raw text frame on the newest live connection. Returns the connection, or
+    /// `None` when no connection is live.
+    pub fn push_raw(&self, text: impl Into<String>) -> Option<u64> {
+        let text = text.into();
+        let mut st = self.shared.lock();
+        let conn = Self::active_conn(&st)?;
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            let id = v["headers"]["messageId"].as_str().unwrap_or_default().to_owned();
+            let kind = v["type"].as_str().unwrap_or_default().to_owned();
+            let topic = v["headers"]["topic"].as_str().unwrap_or_default().to_owned();
+            if !id.is_empty() {
+                st.sent_kinds
+                    .insert((conn, id.clone()), (kind.clone(), topic.clone()));
+                st.snap.sent.push(SentFrame {
+                    conn,
+                    message_id: id,
+                    kind,
+                    topic,
+                });
+            }
+        }
+        let ok = st
+            .slots
+            .get(&conn)
+            .is_some_and(|s| s.tx.send(Cmd::Text(text)).is_ok());
+        drop(st);
+        self.shared.changed();
+        ok.then_some(conn)
+    }
+
+    /// Pushes a frame of `kind`/`topic` with `data` (JSON text) and returns its message id.
+    pub fn push_frame(&self, kind: &str, topic: &str, data: &str) -> String {
+        let id = self.new_message_id();
+        self.push_frame_with_id(kind, topic, &id, data);
+        id
+    }
+
+    /// Pushes a frame with a chosen message id (e.g. a duplicate delivery).
+    pub fn push_frame_with_id(
+        &self,
+        kind: &str,
+        topic: &str,
+        message_id: &str,
+        data: &str,
+    ) -> Option<u64> {
+        let frame = json!({
+            "specVersion": "1.0",
+            "type": kind,
+            "headers": {
+                "appId": "sim-app", "connectionId": "sim", "contentType": "application/json",
+                "messageId": message_id, "time": now_ms().to_string(), "topic": topic,
+            },
+            "data": data,
+        });
+        self.push_raw(frame.to_string())
+    }
+
+    fn new_message_id(&self) -> String {
+        let mut st = self.shared.lock();
+        let n = self.shared.next(&mut st);
+        format!("sim_{n}_{:x}", now_ms())
+    }
+
+    /// Pushes a SYSTEM `ping` and returns its message id; the ack must echo `opaque`.
+    pub fn ping(&self) -> String {
+        let id = self.new_message_id();
+        let data = json!({"opaque": format!("opaque-{id}")}).to_string();
+        self.push_frame_with_id("SYSTEM", "ping", &id, &data);
+        id
+    }
+
+    /// The realistic `data` of a bot message; its session webhook points at the emulator.
+    pub fn bot_message_data(&self, msgtype: &str, text: &str, chat: Chat) -> Value {
+        let mut st = self.shared.lock();
+        let n = self.shared.next(&mut st);
+        let session = format!("sim-session-{n}");
+        let created = now_ms();
+        let expires = created + 5_400_000;
+        st.sessions.insert(session.clone(), expires);
+        let client_id = self.shared.config.client_id.clone();
+        drop(st);
+        let (cid, ctype) = match chat {
+            Chat::Private => ("cidSimPrivate0001==", "1"),
+            Chat::Group => ("cidSimGroup0001==", "2"),
+        };
+        let mut data = json!({
+            "conversationId": cid,
+            "conversationType": ctype,
+            "chatbotCorpId": "dingSimCorp",
+            "chatbotUserId": "$:LWCP_v1:$simbot",
+            "msgId": format!("msgSim{n}=="),
+            "senderNick": "Sim User",
+            "isAdmin": false,
+            "senderStaffId": "sim-staff-1",
+            "sessionWebhookExpiredTime": expires,
+            "createAt": created,
+            "senderCorpId": "dingSimCorp",
+            "senderId": "$:LWCP_v1:$simuser",
+            "sessionWebhook": format!("{}/robot/sendBySession?session={session}", self.shared.base_url),
+            "robotCode": client_id,
+            "msgtype": msgtype,
+        });
+        if let Some(obj) = data.as_object_mut() {
+            if chat == Chat::Group {
+                obj.insert("conversationTitle".into(), json!("Sim Group"));
+                obj.insert("isInAtList".into(), json!(true));
+                obj.insert(
+                    "atUsers".into(),
+                    json!([{"dingtalkId": "$:LWCP_v1:$simbot"}]),
+                );
+            }
+            match msgtype {
+                "text" => {
+                    obj.insert("text".into(), json!({"content": text}));
+                }
+                "picture" => {
+                    obj.insert(
+                        "content".into(),
+                        json!({"pictureDownloadCode": format!("pic-{n}"), "downloadCode": format!("dl-{n}")}),
+                    );
+                }
+                _ => {}
+            }
+        }
+        data
+    }
+
+    /// A user sends `text` to the bot; returns the frame's message id.
+    pub fn bot_text(&self, text: &str, chat: Chat) -> String {
+        let data = self.bot_message_data("text", text, chat).to_string();
+        self.push_frame("CALLBACK", "/v1.0/im/bot/messages/get", &data)
+    }
+
+    /// A user sends a picture to the bot; returns the frame's message id.
+    pub fn bot_picture(&self, chat: Chat) -> String {
+        let data = self.bot_message_data("picture", "", chat).to_string();
+        self.push_frame("CALLBACK", "/v1.0/im/bot/messages/get", &data)
+    }
+
+    /// A card button is clicked; returns the frame's message id.
+    pub fn card_callback(&self, out_track_id: &str, params: Value) -> String {
+        let content = json!({"cardPrivateData": {"actionIds": ["sim_button"], "params": params}})
+            .to_string();
+        let data = json!({
+            "extension": "{}", "corpId": "dingSimCorp", "spaceType": "im", "userIdType": 1,
+            "type": "actionCallback", "userId": "sim-staff-1", "content": content,
+            "spaceId": "cidSimGroup0001==", "outTrackId": out_track_id, "value": content,
+        });
+        self.push_frame("CALLBACK", "/v1.0/card/instances/callback", &data.to_string())
+    }
+
+    /// An organisation event; returns the frame's message id.
+    pub fn event(&self, event_type: &str, data: Value) -> String {
+        let id = self.new_message_id();
+        let frame = json!({
+            "specVersion": "1.0", "type": "EVENT",
+            "headers": {
+                "topic": "*", "messageId": id, "contentType": "application/json",
+                "time": now_ms().to_string(), "eventType": event_type,
+                "eventId": format!("evt-{id}"), "eventCorpId": "dingSimCorp",
+                "eventBornTime": now_ms().to_string(), "eventUnifiedAppId": "sim-app",
+            },
+            "data": data.to_string(),
+        });
+        self.push_raw(frame.to_string());
+        id
+    }
+
+    /// Sends `disconnect` on the newest live connection and closes it after
+    /// [`SimConfig::disconnect_grace`]. Returns the connection.
+    pub fn disconnect(&self) -> Option<u64> {
+        let id = self.new_message_id();
+        let data = json!({"reason": "persistent connection is timeout"}).to_string();
+        let conn = self.push_frame_with_id("SYSTEM", "disconnect", &id, &data)?;
+        let tx = {
+            let mut st = self.shared.lock();
+            let slot = st.slots.get_mut(&conn)?;
+            slot.info.draining = true;
+            slot.tx.clone()
+        };
+        self.shared.changed();
+        let grace = self.shared.config.disconnect_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = tx.send(Cmd::Close);
+        });
+        Some(conn)
+    }
+
+    /// Drops the newest live connection's TCP stream without a close frame.
+    pub fn close_abruptly(&self) -> Option<u64> {
+        self.command_active(Cmd::Abort)
+    }
+
+    /// Stops reading and writing the newest live connection: pings go unanswered, as on a
+    /// half-open TCP connection. The connection stays until the client closes it.
+    pub fn freeze(&self) -> Option<u64> {
+        self.command_active(Cmd::Freeze)
+    }
+
+    fn command_active(&self, cmd: Cmd) -> Option<u64> {
+        let st = self.shared.lock();
+        let conn = Self::active_conn(&st)?;
+        st.slots.get(&conn)?.tx.send(cmd).ok()?;
+        Some(conn)
+    }
+
+    // ---- faults ---------------------------------------------------------------------------
+
+    /// The next open-connection requests answer these statuses (401 answers `authFailed`).
+    pub fn fail_next_opens(&self, statuses: &[u16]) {
+        self.shared
+            .lock()
+            .faults
+            .open_failures
+            .extend(statuses.iter().copied());
+    }
+
+    /// Invalidates every issued access token (as if they expired).
+    pub fn expire_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+
+    /// The next `n` OpenAPI calls are rate limited (403 `QpsLimitForApi` / errcode 90018).
+    pub fn rate_limit_next_calls(&self, n: u32) {
+        self.shared.lock().faults.rate_limit_calls = n;
+    }
+
+    // ---- waiting --------------------------------------------------------------------------
+
+    /// Waits until `cond` holds for the recorded state, or `timeout` passes.
+    pub async fn wait_for<F>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: F,
+    ) -> Result<Snapshot, WaitTimeout>
+    where
+        F: Fn(&Snapshot) -> bool,
+    {
+        let mut rx = self.shared.version.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let snap = self.snapshot();
+            if cond(&snap) {
+                return Ok(snap);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(WaitTimeout(what.to_owned())),
+            }
+        }
+    }
+
+    /// Waits for the first ack of `message_id`.
+    pub async fn wait_ack(
+        &self,
+        message_id: &str,
+        timeout: Duration,
+    ) -> Result<AckRecord, WaitTimeout> {
+        let snap = self
+            .wait_for(&format!("ack of {message_id}"), timeout, |s| {
+                !s.acks_for(message_id).is_empty()
+            })
+            .await?;
+        snap.acks_for(message_id)
+            .first()
+            .map(|a| (*a).clone())
+            .ok_or_else(|| WaitTimeout(message_id.to_owned()))
+    }
+
+    /// Waits until `n` connections are open and not draining.
+    pub async fn wait_connections(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
+        self.wait_for(&format!("{n} live connections"), timeout, |s| {
+            s.conns.iter().filter(|c| c.open && !c.draining).count() >= n
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+// ---- WebSocket ----------------------------------------------------------------------------
+
+async fn ws_handler(
+    AxState(shared): AxState<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(ticket) = q.get("ticket").cloned() else {
+        return (StatusCode::BAD_REQUEST, "missing ticket").into_response();
+    };
+    {
+        let mut st = shared.lock();
+        let valid = st
+            .tickets
+            .get(&ticket)
+            .is_some_and(|issued| issued.elapsed() <= shared.config.ticket_ttl);
+        if !valid || st.used_tickets.contains(&ticket) {
+            let msg = format!("ticket `{ticket}` is unknown, expired or already used");
+            st.snap.violations.push(msg.clone());
+            drop(st);
+            shared.changed();
+            return (StatusCode::UNAUTHORIZED, msg).into_response();
+        }
+        st.used_tickets.insert(ticket.clone());
+    }
+    ws.on_upgrade(move |socket| conn_task(shared, socket, ticket))
+}
+
+async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let id = {
+        let mut st = shared.lock();
+        let id = st.slots.keys().next_back().map_or(1, |k| k + 1);
+        let info = ConnInfo {
+            id,
+            ticket,
+            open: true,
+            draining: false,
+            pings: 0,
+        };
+        st.snap.conns.push(info.clone());
+        st.slots.insert(id, ConnSlot { info, tx });
+        id
+    };
+    shared.changed();
+    let (mut sink, mut stream) = socket.split();
+    let mut frozen = false;
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::Text(t)) if !frozen => {
+                    if sink.send(Message::Text(t.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Cmd::Text(_)) => {}
+                Some(Cmd::Close) => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+                Some(Cmd::Freeze) => frozen = true,
+                Some(Cmd::Abort) | None => break,
+            },
+            msg = stream.next(), if !frozen => match msg {
+                Some(Ok(Message::Text(t))) => record_ack(&shared, id, t.as_str()),
+                Some(Ok(Message::Ping(_))) => {
+                    let mut st = shared.lock();
+                    if let Some(s) = st.slots.get_mut(&id) {
+                        s.info.pings += 1;
+                    }
+                    drop(st);
+                    shared.changed();
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let mut st = shared.lock();
+    if let Some(mut slot) = st.slots.remove(&id) {
+        slot.info.open = false;
+        st.snap.conns.retain(|c| c.id != id);
+        st.snap.conns.push(slot.info);
+        st.snap.conns.sort_by_key(|c| c.id);
+    }
+    drop(st);
+    shared.changed();
+}
+
+fn record_ack(shared: &Shared, conn: u64, text: &str) {
+    let mut st = shared.lock();
+    let parsed: Result<Value, _> = serde_json::from_str(text);
+    let Ok(v) = parsed else {
+        st.snap
+            .violations
+            .push(format!("conn {conn}: non-JSON text `{text}`"));
+        drop(st);
+        shared.changed();
+        return;
+    };
+    let message_id = v["headers"]["messageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let code = v["code"].as_i64().unwrap_or(-1);
+    let message = v["message"].as_str().unwrap_or_default().to_owned();
+    let data_text = v["data"].as_str();
+    let mut problems = Vec::new();
+    if v["code"].as_i64().is_none() {
+        problems.push("`code` is not a number".to_owned());
+    }
+    if v["headers"]["contentType"].as_str() != Some("application/json") {
+        problems.push("`headers.contentType` is not application/json".to_owned());
+    }
+    if data_text.is_none() {
+        problems.push("`data` is not a string".to_owned());
+    }
+    let data: Value = data_text
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    match st.sent_kinds.get(&(conn, message_id.clone())).cloned() {
+        None => problems.push(format!(
+            "ack for `{message_id}`, which was not sent on this connection"
+        )),
+        Some((kind, topic)) => match (kind.as_str(), topic.as_str()) {
+            ("SYSTEM", "ping") if code == 200 && data.get("opaque").is_none() => {
+                problems.push("ping ack does not echo `opaque`".to_owned())
+            }
+            ("EVENT", _)
+                if code == 200
+                    && !matches!(data["status"].as_str(), Some("SUCCESS" | "LATER")) =>
+            {
+                problems.push("EVENT ack lacks status SUCCESS/LATER".to_owned())
+            }
+            ("CALLBACK", _) if code == 200 && data.get("response").is_none() => {
+                problems.push("CALLBACK ack lacks `response`".to_owned())
+            }
+            _ => {}
+        },
+    }
+    for p in problems {
+        st.snap.violations.push(format!("conn {conn}: {p}: {text}"));
+    }
+    st.snap.acks.push(AckRecord {
+        conn,
+        message_id,
+        code,
+        message,
+        data,
+        raw: text.to_owned(),
+    });
+    drop(st);
+    shared.changed();
+}
+
+// ---- HTTP ---------------------------------------------------------------------------------
+
+fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"requestid": "SIM-REQUEST", "code": code, "message": message})),
+    )
+        .into_response()
+}
+
+fn oapi_error(code: i64, message: &str) -> Response {
+    axum::Json(json!({"errcode": code, "errmsg": message, "request_id": "simreq"})).into_response()
+}
+
+fn ok_json(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+async fn http_handler(
+    AxState(shared): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query: BTreeMap<String, String> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let token = headers
+        .get("x-acs-dingtalk-access-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    if method == Method::POST && path == "/v1.0/gateway/connections/open" {
+        return open_connection(&shared, &headers, &json_body);
+    }
+    if method == Method::POST && path == "/v1.0/oauth2/accessToken" {
+        return issue_token(
+            &shared,
+            json_body["appKey"].as_str(),
+            json_body["appSecret"].as_str(),
+            false,
+        );
+    }
+    if method == Method::GET && path == "/gettoken" {
+        return issue_token(
+            &shared,
+            query.get("appkey").map(String::as_str),
+            query.get("appsecret").map(String::as_str),
+            true,
+        );
+    }
+    if let Some(code) = path.strip_prefix("/_files/") {
+        return (
+            [("content-type", "application/octet-stream")],
+            format!("sim file {code}"),
+        )
+            .into_response();
+    }
+    let mut record = Recorded {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        token: token.clone(),
+        body: if json_body.is_null() && !body.is_empty() {
+            Value::String(String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned())
+        } else {
+            json_body.clone()
+        },
+        status: 200,
+    };
+    let response = if path == "/robot/sendBySession" || path == "/robot/send" {
+        let r = webhook(&shared, &path, &query, &json_body);
+        record.status = r.status().as_u16();
+        let mut st = shared.lock();
+        st.snap.webhooks.push(record);
+        drop(st);
+        shared.changed();
+        return r;
+    } else if path.starts_with("/v1.0/") {
+        api_call(&shared, &method, &path, token.as_deref(), &json_body)
+    } else if path == "/media/upload" || path.starts_with("/topapi/") {
+        oapi_call(&shared, &path, &query, &body)
+    } else {
+        api_error(StatusCode::NOT_FOUND, "resource.not.found", "no such path")
+    };
+    record.status = response.status().as_u16();
+    shared.lock().snap.api_calls.push(record);
+    shared.changed();
+    response
+}
+
+fn open_connection(shared: &Shared, headers: &HeaderMap, body: &Value) -> Response {
+    let mut st = shared.lock();
+    let record_open = |st: &mut State, status: u16| {
+        st.snap.opens.push(OpenRecord {
+            client_id: body["clientId"].as_str().unwrap_or_default().to_owned(),
+            subscriptions: body["subscriptions"].clone(),
+            ua: body["ua"].as_str().unwrap_or_default().to_owned(),
+            status,
+        });
+    };
+    let json_headers = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+        && headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json"));
+    if !json_headers {
+        st.snap
+            .violations
+            .push("open request without JSON Content-Type/Accept".into());
+    }
+    if let Some(status) = st.faults.open_failures.pop_front() {
+        record_open(&mut st, status);
+        drop(st);
+        shared.changed();
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return if status == 401 {
+            api_error(code, "authFailed", "鉴权失败")
+        } else {
+            api_error(code, "ServiceUnavailable", "injected failure")
+        };
+    }
+    if body["clientId"].as_str() != Some(&shared.config.client_id)
+        || body["clientSecret"].as_str() != Some(&shared.config.client_secret)
+    {
+        record_open(&mut st, 401);
+        drop(st);
+        shared.changed();
+        return api_error(StatusCode::UNAUTHORIZED, "authFailed", "鉴权失败");
+    }
+    let subs_ok = body["subscriptions"].as_array().is_some_and(|subs| {
+        subs.iter().all(|s| {
+            matches!(s["type"].as_str(), Some("EVENT" | "CALLBACK"))
+                && s["topic"].as_str().is_some_and(|t| !t.is_empty())
+        })
+    });
+    if !subs_ok {
+        record_open(&mut st, 400);
+        drop(st);
+        shared.changed();
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "param.invalid",
+            "subscriptions must be [{type, topic}]",
+        );
+    }
+    let n = shared.next(&mut st);
+    let ticket = format!("sim-ticket-{n}-{:x}", now_ms());
+    st.tickets.insert(ticket.clone(), Instant::now());
+    record_open(&mut st, 200);
+    drop(st);
+    shared.changed();
+    let endpoint = format!("{}/connect", shared.base_url.replacen("http", "ws", 1));
+    ok_json(json!({"endpoint": endpoint, "ticket": ticket}))
+}
+
+fn issue_token(shared: &Shared, key: Option<&str>, secret: Option<&str>, oapi: bool) -> Response {
+    if key != Some(&shared.config.client_id) || secret != Some(&shared.config.client_secret) {
+        return if oapi {
+            oapi_error(40096, "不合法的appKey或appSecret")
+        } else {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                "invalidClientIdOrSecret",
+                "无效的clientId或者clientSecret",
+            )
+        };
+    }
+    let mut st = shared.lock();
+    let n = shared.next(&mut st);
+    let token = format!("sim-token-{n}");
+    st.tokens.insert(token.clone(), Instant::now() + shared.config.token_ttl);
+    st.snap.tokens_issued += 1;
+    drop(st);
+    shared.changed();
+    let ttl = shared.config.token_ttl.as_secs();
+    if oapi {
+        ok_json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": ttl}))
+    } else {
+        ok_json(json!({"accessToken": token, "expireIn": ttl}))
+    }
+}
+
+fn token_valid(st: &State, token: Option<&str>) -> bool {
+    token
+        .and_then(|t| st.tokens.get(t))
+        .is_some_and(|exp| Instant::now() < *exp)
+}
+
+fn webhook(
+    shared: &Shared,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: &Value,
+) -> Response {
+    let st = shared.lock();
+    if !matches!(
+        body["msgtype"].as_str(),
+        Some("text" | "markdown" | "link" | "actionCard" | "feedCard" | "empty")
+    ) {
+        return oapi_error(400105, "不支持的消息类型");
+    }
+    if path == "/robot/sendBySession" {
+        let session = query.get("session").cloned().unwrap_or_default();
+        return match st.sessions.get(&session) {
+            Some(exp) if now_ms() < *exp => oapi_error(0, "ok"),
+            _ => oapi_error(300001, "session 不存在"),
+        };
+    }
+    if query.get("access_token").is_none_or(|t| t.is_empty()) {
+        return oapi_error(300001, "token is not exist");
+    }
+    if let Some(secret) = &shared.config.robot_secret {
+        let ts: Option<i64> = query.get("timestamp").and_then(|t| t.parse().ok());
+        let Some(ts) = ts else {
+            return oapi_error(310000, "invalid timestamp");
+        };
+        if (now_ms() - ts).abs() > 3_600_000 {
+            return oapi_error(310000, "invalid timestamp");
+        }
+        if query.get("sign") != Some(&dingtalk_core::webhook::sign(secret, ts)) {
+            return oapi_error(310000, "sign not match");
+        }
+    }
+    oapi_error(0, "ok")
+}
+
+fn api_call(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Response {
+    let mut st = shared.lock();
+    if !token_valid(&st, token) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidAuthentication",
+            "不合法的access_token",
+        );
+    }
+    if st.faults.rate_limit_calls > 0 {
+        st.faults.rate_limit_calls -= 1;
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden.AccessDenied.QpsLimitForApi",
+            "当前接口全局QPS限流",
+        );
+    }
+    let n = shared.next(&mut st);
+    drop(st);
+    let pqk = format!("sim-pqk-{n}");
+    let str_field = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+    match (method.as_str(), path) {
+        ("POST", "/v1.0/robot/groupMessages/send") | ("POST", "/v1.0/robot/oToMessages/batchSend") => {
+            if body["msgKey"].as_str().is_none() || body["msgParam"].as_str().is_none() {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalidParameter.msgParam.invalid",
+                    "msgKey and msgParam (a JSON string) are required",
+                );
+            }
+            ok_json(json!({"processQueryKey": pqk, "invalidStaffIdList": [], "flowControlledStaffIdList": []}))
+        }
+        ("POST", "/v1.0/robot/groupMessages/recall") | ("POST", "/v1.0/robot/otoMessages/batchRecall") => {
+            ok_json(json!({"successResult": body["processQueryKeys"], "failedResult": {}}))
+        }
+        ("GET", "/v1.0/robot/oToMessages/readStatus") => {
+            ok_json(json!({"sendStatus": "SUCCESS", "messageReadInfoList": []}))
+        }
+        ("POST", "/v1.0/robot/messageFiles/download") => {
+            let code = str_field("downloadCode");
+            if code.is_empty() {
+                return api_error(StatusCode::BAD_REQUEST, "param.invalid", "downloadCode is required");
+            }
+            ok_json(json!({"downloadUrl": format!("{}/_files/{code}", shared.base_url)}))
+        }
+        ("POST", "/v1.0/card/instances") => ok_json(json!({"success": true, "result": str_field("outTrackId")})),
+        ("PUT", "/v1.0/card/instances") | ("PUT", "/v1.0/card/streaming") => {
+            ok_json(json!({"success": true, "result": true}))
+        }
+        ("POST", "/v1.0/card/instances/deliver") | ("POST", "/v1.0/card/instances/createAndDeliver") => {
+            ok_json(json!({"success": true, "result": {"outTrackId": str_field("outTrackId"),
+                "deliverResults": [{"spaceId": str_field("openSpaceId"), "success": true, "carrierId": pqk}]}}))
+        }
+        ("POST", "/v1.0/im/v1.0/robot/interactiveCards/send") => ok_json(json!({"processQueryKey": pqk})),
+        ("PUT", "/v1.0/im/robots/interactiveCards") => ok_json(json!({"success": true})),
+        _ if path.starts_with("/v1.0/im/sceneGroups") => ok_json(json!({"success": true})),
+        _ => api_error(StatusCode::NOT_FOUND, "resource.not.found", "no such API in the emulator"),
+    }
+}
+
+fn oapi_call(
+    shared: &Shared,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Response {
+    let mut st = shared.lock();
+    if !token_valid(&st, query.get("access_token").map(String::as_str)) {
+        return oapi_error(40014, "不合法的access_token");
+    }
+    if st.faults.rate_limit_calls > 0 {
+        st.faults.rate_limit_calls -= 1;
+        return oapi_error(90018, "当前应用调用该接口的QPS超出限制");
+    }
+    let n = shared.next(&mut st);
+    drop(st);
+    if path == "/media/upload" {
+        let text = String::from_utf8_lossy(body);
+        if !text.contains("name=\"media\"") || !text.contains("name=\"type\"") {
+            return oapi_error(40035, "缺少参数 media 或 type");
+        }
+        return ok_json(json!({"errcode": 0, "errmsg": "ok", "media_id": format!("@sim-media-{n}"),
+                              "created_at": now_ms(), "type": query.get("type")}));
+    }
+    ok_json(json!({"errcode": 0, "errmsg": "ok", "success": true, "result": {}}))
+}
+
+// ---- control API for people ----------------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct InjectMessage {
+    text: String,
+    #[serde(default)]
+    group: bool,
+}
+
+#[derive(Serialize)]
+struct Injected {
+    message_id: Option<String>,
+    error: Option<String>,
+}
+
+async fn control_message(
+    AxState(shared): AxState<Arc<Shared>>,
+    axum::Json(req): axum::Json<InjectMessage>,
+) -> Response {
+    // The control API reuses the same pushing code as the Rust API.
+    let sim = Control {
+        shared: shared.clone(),
+    };
+    let chat = if req.group { Chat::Group } else { Chat::Private };
+    let live = Control::active_conn(&shared.lock()).is_some();
+    let result = if live {
+        Injected {
+            message_id: Some(sim.bot_text(&req.text, chat)),
+            error: None,
+        }
+    } else {
+        Injected {
+            message_id: None,
+            error: Some("no bot is connected".into()),
+        }
+    };
+    axum::Json(result).into_response()
+}
+
+async fn control_replies(AxState(shared): AxState<Arc<Shared>>) -> Response {
+    let replies: Vec<Value> = shared
+        .lock()
+        .snap
+        .webhooks
+        .iter()
+        .map(|r| json!({"path": r.path, "body": r.body, "status": r.status}))
+        .collect();
+    axum::Json(replies).into_response()
+}
+
+async fn control_acks(AxState(shared): AxState<Arc<Shared>>) -> Response {
+    let acks: Vec<Value> = shared
+        .lock()
+        .snap
+        .acks
+        .iter()
+        .map(|a| json!({"conn": a.conn, "messageId": a.message_id, "code": a.code, "data": a.data}))
+        .collect();
+    axum::Json(acks).into_response()
+}
