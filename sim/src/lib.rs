@@ -396,9 +396,15 @@ impl Control {
         let mut st = self.shared.lock();
         let conn = Self::active_conn(&st)?;
         if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            let id = v["headers"]["messageId"].as_str().unwrap_or_default().to_owned();
+            let id = v["headers"]["messageId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let kind = v["type"].as_str().unwrap_or_default().to_owned();
-            let topic = v["headers"]["topic"].as_str().unwrap_or_default().to_owned();
+            let topic = v["headers"]["topic"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if !id.is_empty() {
                 st.sent_kinds
                     .insert((conn, id.clone()), (kind.clone(), topic.clone()));
@@ -530,14 +536,18 @@ impl Control {
 
     /// A card button is clicked; returns the frame's message id.
     pub fn card_callback(&self, out_track_id: &str, params: Value) -> String {
-        let content = json!({"cardPrivateData": {"actionIds": ["sim_button"], "params": params}})
-            .to_string();
+        let content =
+            json!({"cardPrivateData": {"actionIds": ["sim_button"], "params": params}}).to_string();
         let data = json!({
             "extension": "{}", "corpId": "dingSimCorp", "spaceType": "im", "userIdType": 1,
             "type": "actionCallback", "userId": "sim-staff-1", "content": content,
             "spaceId": "cidSimGroup0001==", "outTrackId": out_track_id, "value": content,
         });
-        self.push_frame("CALLBACK", "/v1.0/card/instances/callback", &data.to_string())
+        self.push_frame(
+            "CALLBACK",
+            "/v1.0/card/instances/callback",
+            &data.to_string(),
+        )
     }
 
     /// An organisation event; returns the frame's message id.
@@ -799,8 +809,7 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
                 problems.push("ping ack does not echo `opaque`".to_owned())
             }
             ("EVENT", _)
-                if code == 200
-                    && !matches!(data["status"].as_str(), Some("SUCCESS" | "LATER")) =>
+                if code == 200 && !matches!(data["status"].as_str(), Some("SUCCESS" | "LATER")) =>
             {
                 problems.push("EVENT ack lacks status SUCCESS/LATER".to_owned())
             }
@@ -1003,7 +1012,8 @@ fn issue_token(shared: &Shared, key: Option<&str>, secret: Option<&str>, oapi: b
     let mut st = shared.lock();
     let n = shared.next(&mut st);
     let token = format!("sim-token-{n}");
-    st.tokens.insert(token.clone(), Instant::now() + shared.config.token_ttl);
+    st.tokens
+        .insert(token.clone(), Instant::now() + shared.config.token_ttl);
     st.snap.tokens_issued += 1;
     drop(st);
     shared.changed();
@@ -1087,7 +1097,8 @@ fn api_call(
     let pqk = format!("sim-pqk-{n}");
     let str_field = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
     match (method.as_str(), path) {
-        ("POST", "/v1.0/robot/groupMessages/send") | ("POST", "/v1.0/robot/oToMessages/batchSend") => {
+        ("POST", "/v1.0/robot/groupMessages/send")
+        | ("POST", "/v1.0/robot/oToMessages/batchSend") => {
             if body["msgKey"].as_str().is_none() || body["msgParam"].as_str().is_none() {
                 return api_error(
                     StatusCode::BAD_REQUEST,
@@ -1095,9 +1106,12 @@ fn api_call(
                     "msgKey and msgParam (a JSON string) are required",
                 );
             }
-            ok_json(json!({"processQueryKey": pqk, "invalidStaffIdList": [], "flowControlledStaffIdList": []}))
+            ok_json(
+                json!({"processQueryKey": pqk, "invalidStaffIdList": [], "flowControlledStaffIdList": []}),
+            )
         }
-        ("POST", "/v1.0/robot/groupMessages/recall") | ("POST", "/v1.0/robot/otoMessages/batchRecall") => {
+        ("POST", "/v1.0/robot/groupMessages/recall")
+        | ("POST", "/v1.0/robot/otoMessages/batchRecall") => {
             ok_json(json!({"successResult": body["processQueryKeys"], "failedResult": {}}))
         }
         ("GET", "/v1.0/robot/oToMessages/readStatus") => {
@@ -1106,22 +1120,35 @@ fn api_call(
         ("POST", "/v1.0/robot/messageFiles/download") => {
             let code = str_field("downloadCode");
             if code.is_empty() {
-                return api_error(StatusCode::BAD_REQUEST, "param.invalid", "downloadCode is required");
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "param.invalid",
+                    "downloadCode is required",
+                );
             }
             ok_json(json!({"downloadUrl": format!("{}/_files/{code}", shared.base_url)}))
         }
-        ("POST", "/v1.0/card/instances") => ok_json(json!({"success": true, "result": str_field("outTrackId")})),
+        ("POST", "/v1.0/card/instances") => {
+            ok_json(json!({"success": true, "result": str_field("outTrackId")}))
+        }
         ("PUT", "/v1.0/card/instances") | ("PUT", "/v1.0/card/streaming") => {
             ok_json(json!({"success": true, "result": true}))
         }
-        ("POST", "/v1.0/card/instances/deliver") | ("POST", "/v1.0/card/instances/createAndDeliver") => {
-            ok_json(json!({"success": true, "result": {"outTrackId": str_field("outTrackId"),
-                "deliverResults": [{"spaceId": str_field("openSpaceId"), "success": true, "carrierId": pqk}]}}))
+        ("POST", "/v1.0/card/instances/deliver")
+        | ("POST", "/v1.0/card/instances/createAndDeliver") => ok_json(
+            json!({"success": true, "result": {"outTrackId": str_field("outTrackId"),
+                "deliverResults": [{"spaceId": str_field("openSpaceId"), "success": true, "carrierId": pqk}]}}),
+        ),
+        ("POST", "/v1.0/im/v1.0/robot/interactiveCards/send") => {
+            ok_json(json!({"processQueryKey": pqk}))
         }
-        ("POST", "/v1.0/im/v1.0/robot/interactiveCards/send") => ok_json(json!({"processQueryKey": pqk})),
         ("PUT", "/v1.0/im/robots/interactiveCards") => ok_json(json!({"success": true})),
         _ if path.starts_with("/v1.0/im/sceneGroups") => ok_json(json!({"success": true})),
-        _ => api_error(StatusCode::NOT_FOUND, "resource.not.found", "no such API in the emulator"),
+        _ => api_error(
+            StatusCode::NOT_FOUND,
+            "resource.not.found",
+            "no such API in the emulator",
+        ),
     }
 }
 
@@ -1146,8 +1173,10 @@ fn oapi_call(
         if !text.contains("name=\"media\"") || !text.contains("name=\"type\"") {
             return oapi_error(40035, "缺少参数 media 或 type");
         }
-        return ok_json(json!({"errcode": 0, "errmsg": "ok", "media_id": format!("@sim-media-{n}"),
-                              "created_at": now_ms(), "type": query.get("type")}));
+        return ok_json(
+            json!({"errcode": 0, "errmsg": "ok", "media_id": format!("@sim-media-{n}"),
+                              "created_at": now_ms(), "type": query.get("type")}),
+        );
     }
     ok_json(json!({"errcode": 0, "errmsg": "ok", "success": true, "result": {}}))
 }
@@ -1175,7 +1204,11 @@ async fn control_message(
     let sim = Control {
         shared: shared.clone(),
     };
-    let chat = if req.group { Chat::Group } else { Chat::Private };
+    let chat = if req.group {
+        Chat::Group
+    } else {
+        Chat::Private
+    };
     let live = Control::active_conn(&shared.lock()).is_some();
     let result = if live {
         Injected {

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use dingtalk_sim::{Sim, SimConfig};
 
-const USAGE: &str = "usage: dingtalk-sim serve [--port PORT] [--client-id ID] [--client-secret SECRET]";
+const USAGE: &str =
+    "usage: dingtalk-sim serve [--port PORT] [--client-id ID] [--client-secret SECRET]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  DINGTALK_CLIENT_SECRET={secret}");
     println!("  DINGTALK_OPENAPI_ENDPOINT={base}");
     println!();
-    println!("inject a user message:  curl -s -XPOST {base}/_sim/messages -H 'content-type: application/json' -d '{{\"text\":\"hi\"}}'");
+    println!(
+        "inject a user message:  curl -s -XPOST {base}/_sim/messages -H 'content-type: application/json' -d '{{\"text\":\"hi\"}}'"
+    );
     println!("list the bot's replies: curl -s {base}/_sim/replies");
     println!("list the acks:          curl -s {base}/_sim/acks");
     println!();

@@ -1,0 +1,246 @@
+//! Runs any [`ApiCall`] over reqwest: token from the shared cache, refresh-and-retry once on a
+//! token error, bounded retries of rate-limited and busy answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dingtalk_core::api::{ApiCall, build_request, parse_response};
+use dingtalk_core::auth::{TokenCache, TokenStep};
+use dingtalk_core::{ApiError, Credentials, Endpoints};
+use tokio::sync::Notify;
+
+/// Why an API call failed.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// DingTalk (or the SDK's own pre-send check) refused the call.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The request could not be sent or its answer not received.
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The API error, if DingTalk answered.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            Self::Transport(_) => None,
+        }
+    }
+}
+
+/// How rate-limited and busy answers are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 2).
+    pub max_retries: u32,
+    /// Longest pause before a retry (default 60 s); the pause is DingTalk's documented one.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Tokens {
+    cache: Mutex<TokenCache>,
+    refreshed: Notify,
+}
+
+/// Calls the DingTalk OpenAPI. Cheap to clone; clones share the token cache.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    tokens: Arc<Tokens>,
+    retry: RetryPolicy,
+    robot_code: String,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoints", &self.endpoints)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn build_http(
+    tls: &rustls::ClientConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, crate::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| crate::Error::Tls(e.to_string()))
+}
+
+impl ApiClient {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        credentials: Credentials,
+        endpoints: Endpoints,
+        retry: RetryPolicy,
+    ) -> Self {
+        let robot_code = credentials.client_id().to_owned();
+        Self {
+            http,
+            tokens: Arc::new(Tokens {
+                cache: Mutex::new(TokenCache::new(credentials, endpoints.clone())),
+                refreshed: Notify::new(),
+            }),
+            endpoints,
+            retry,
+            robot_code,
+        }
+    }
+
+    /// The robot code of the app's bot (its client id).
+    pub fn robot_code(&self) -> &str {
+        &self.robot_code
+    }
+
+    /// The hosts calls go to.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// A copy with another retry policy.
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs `call`: fetches or reuses the access token, refreshes it and retries once on a
+    /// token error, and retries rate-limited or busy answers per the [`RetryPolicy`].
+    pub async fn call<C: ApiCall + ?Sized>(&self, call: &C) -> Result<C::Output, ClientError> {
+        let needs_token = call.spec()?.needs_token;
+        let mut token_retried = false;
+        let mut retries = 0;
+        loop {
+            let token = if needs_token {
+                Some(self.token().await?)
+            } else {
+                None
+            };
+            let request = build_request(call, &self.endpoints, token.as_deref())?;
+            let response = self.send(request).await?;
+            match parse_response(call, response) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_token_error() && !token_retried => {
+                    if let Some(t) = &token {
+                        self.lock().invalidate(t);
+                    }
+                    token_retried = true;
+                    tracing::debug!(code = ?e.code, "access token rejected; refreshing once");
+                }
+                Err(e) if e.is_retryable() && retries < self.retry.max_retries => {
+                    retries += 1;
+                    let delay = e
+                        .retry_after()
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(self.retry.max_delay);
+                    tracing::debug!(code = ?e.code, ?delay, retries, "retrying DingTalk call");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Downloads the bytes behind a URL (e.g. a `downloadUrl`).
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            return Err(ClientError::Transport(format!(
+                "GET answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.tokens.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current access token, fetching it if needed; one refresh at a time.
+    pub async fn token(&self) -> Result<String, ClientError> {
+        loop {
+            // Registered before looking, so a refresh finishing in between still wakes us.
+            let notified = self.tokens.refreshed.notified();
+            let request = match self.lock().poll(Instant::now()) {
+                TokenStep::Use(t) => return Ok(t.to_owned()),
+                TokenStep::Refresh(request) => Some(request),
+                TokenStep::Wait => None,
+            };
+            let Some(request) = request else {
+                notified.await;
+                continue;
+            };
+            let result = self.send(request).await;
+            let outcome = match result {
+                Ok(response) => self
+                    .lock()
+                    .handle_response(response, Instant::now())
+                    .map_err(ClientError::from),
+                Err(e) => {
+                    self.lock().refresh_failed();
+                    Err(e)
+                }
+            };
+            self.tokens.refreshed.notify_waiters();
+            outcome?;
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ClientError> {
+        send(&self.http, request).await
+    }
+}
+
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Vec<u8>>, ClientError> {
+    let request =
+        reqwest::Request::try_from(request).map_err(|e| ClientError::Transport(e.to_string()))?;
+    let response = http
+        .execute(request)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let mut out = http::Response::new(body.to_vec());
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! What handlers receive: the typed payload plus a reply context.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dingtalk_core::api::card::{CardContent, CardResult, CardSpace, CreateAndDeliver};
+use dingtalk_core::api::robot::MessageFileDownload;
+use dingtalk_core::model::{CardParamMap, ChatbotMessage};
+use dingtalk_core::webhook::{At, Message, SessionWebhookSend};
+use dingtalk_core::{ApiError, Frame};
+
+use crate::api::{ApiClient, ClientError};
+
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A chatbot message and everything needed to answer it.
+#[derive(Debug, Clone)]
+pub struct BotContext {
+    /// The message.
+    pub message: ChatbotMessage,
+    /// The frame it came in (headers such as `messageId`).
+    pub frame: Frame,
+    api: ApiClient,
+}
+
+impl BotContext {
+    pub(crate) fn new(message: ChatbotMessage, frame: Frame, api: ApiClient) -> Self {
+        Self {
+            message,
+            frame,
+            api,
+        }
+    }
+
+    /// The API client (token cache shared with the whole client).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// The message text, trimmed (`None` for non-text messages).
+    pub fn text(&self) -> Option<&str> {
+        self.message.text()
+    }
+
+    /// Replies through the message's session webhook. Refused with
+    /// [`dingtalk_core::ErrorKind::SessionWebhookExpired`] once the webhook has expired.
+    pub async fn reply(&self, message: Message) -> Result<(), ClientError> {
+        let url = self.message.session_webhook.clone().ok_or_else(|| {
+            ClientError::Api(ApiError::validation("the message has no sessionWebhook"))
+        })?;
+        let call = SessionWebhookSend {
+            url,
+            expires_at_ms: self.message.session_webhook_expired_time,
+            now_ms: unix_ms(),
+            message,
+        };
+        self.api.call(&call).await
+    }
+
+    /// Replies with text. In a group the sender is @-mentioned.
+    pub async fn reply_text(&self, text: impl Into<String>) -> Result<(), ClientError> {
+        let mut message = Message::text(text);
+        if self.message.is_group() {
+            if let Some(staff) = &self.message.sender_staff_id {
+                message = message.at(At::users([staff.clone()]));
+            }
+        }
+        self.reply(message).await
+    }
+
+    /// Replies with markdown.
+    pub async fn reply_markdown(
+        &self,
+        title: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.reply(Message::markdown(title, text)).await
+    }
+
+    /// Replies with a one-button action card.
+    pub async fn reply_action_card(
+        &self,
+        title: impl Into<String>,
+        text: impl Into<String>,
+        button: impl Into<String>,
+        url: impl Into<String>,
+    ) -> Result<(), ClientError> {
+        self.reply(Message::ActionCard {
+            title: title.into(),
+            text: text.into(),
+            single_title: button.into(),
+            single_url: url.into(),
+        })
+        .await
+    }
+
+    /// Creates an interactive card from `template_id` and delivers it to this conversation
+    /// (the group, or the one-to-one chat with the sender). Card actions come back over Stream.
+    pub async fn reply_card(
+        &self,
+        template_id: impl Into<String>,
+        out_track_id: impl Into<String>,
+        data: CardParamMap,
+    ) -> Result<CardResult, ClientError> {
+        let space = if self.message.is_group() {
+            CardSpace::Group {
+                open_conversation_id: self.message.conversation_id.clone(),
+                robot_code: self.api.robot_code().to_owned(),
+                at_user_ids: None,
+                at_all: false,
+                recipients: Vec::new(),
+            }
+        } else {
+            CardSpace::Robot {
+                user_id: self.message.sender_staff_id.clone().unwrap_or_default(),
+                robot_code: Some(self.api.robot_code().to_owned()),
+            }
+        };
+        let call = CreateAndDeliver {
+            card: CardContent::new(template_id, out_track_id, data),
+            space,
+        };
+        self.api.call(&call).await
+    }
+
+    /// Downloads a file, picture, audio or video of this message by its `downloadCode`.
+    pub async fn download(&self, download_code: &str) -> Result<Vec<u8>, ClientError> {
+        let call = MessageFileDownload {
+            robot_code: self
+                .message
+                .robot_code
+                .clone()
+                .unwrap_or_else(|| self.api.robot_code().to_owned()),
+            download_code: download_code.to_owned(),
+        };
+        let url = self.api.call(&call).await?;
+        self.api.get_bytes(&url).await
+    }
+}

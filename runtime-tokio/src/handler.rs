@@ -1,0 +1,160 @@
+//! Handler registration: typed async closures, erased into one shape the run loop can call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use dingtalk_core::model::{
+    CardCallback, CardCallbackResponse, ChatbotMessage, Event, GraphRequest, GraphResponse,
+};
+use dingtalk_core::{Frame, FrameType, Outcome};
+use serde_json::Value;
+
+use crate::api::ApiClient;
+use crate::context::BotContext;
+
+/// The error a handler may return; its text goes into the failure ack and the logs.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How an event handler asks for the event to be acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAck {
+    /// Consumed (`{"status":"SUCCESS"}`).
+    Success,
+    /// Deliver again later (`{"status":"LATER"}`).
+    Later,
+}
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+pub(crate) type Erased = Arc<dyn Fn(Frame, ApiClient) -> BoxFuture + Send + Sync + 'static>;
+
+/// The handlers of a client, by frame type and topic.
+#[derive(Clone, Default)]
+pub(crate) struct Handlers {
+    pub(crate) callbacks: HashMap<String, Erased>,
+    pub(crate) events: Option<Erased>,
+}
+
+impl Handlers {
+    pub(crate) fn find(&self, frame: &Frame) -> Option<Erased> {
+        match frame.kind {
+            FrameType::Event => self.events.clone(),
+            FrameType::Callback => self.callbacks.get(frame.topic()).cloned(),
+            FrameType::System => None,
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Outcome {
+    Outcome::Failed(e.to_string())
+}
+
+pub(crate) fn bot<F, Fut>(f: F) -> Erased
+where
+    F: Fn(BotContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |frame: Frame, api: ApiClient| {
+        let f = f.clone();
+        Box::pin(async move {
+            let message = match ChatbotMessage::from_json(&frame.data) {
+                Ok(m) => m,
+                Err(e) => return failed(format!("invalid bot message: {e}")),
+            };
+            match f(BotContext::new(message, frame, api)).await {
+                Ok(()) => Outcome::done(),
+                Err(e) => failed(e),
+            }
+        }) as BoxFuture
+    })
+}
+
+pub(crate) fn card<F, Fut>(f: F) -> Erased
+where
+    F: Fn(CardCallback, ApiClient) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |frame: Frame, api: ApiClient| {
+        let f = f.clone();
+        Box::pin(async move {
+            let cb: CardCallback = match frame.data_json() {
+                Ok(c) => c,
+                Err(e) => return failed(format!("invalid card callback: {e}")),
+            };
+            match f(cb, api).await {
+                Ok(Some(r)) => match serde_json::to_value(r) {
+                    Ok(v) => Outcome::Ok(v),
+                    Err(e) => failed(e),
+                },
+                Ok(None) => Outcome::done(),
+                Err(e) => failed(e),
+            }
+        }) as BoxFuture
+    })
+}
+
+pub(crate) fn graph<F, Fut>(f: F) -> Erased
+where
+    F: Fn(GraphRequest, ApiClient) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<GraphResponse, HandlerError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |frame: Frame, api: ApiClient| {
+        let f = f.clone();
+        Box::pin(async move {
+            let req: GraphRequest = match frame.data_json() {
+                Ok(r) => r,
+                Err(e) => return failed(format!("invalid graph request: {e}")),
+            };
+            match f(req, api).await {
+                Ok(resp) => match serde_json::to_value(resp) {
+                    Ok(v) => Outcome::Ok(v),
+                    Err(e) => failed(e),
+                },
+                Err(e) => failed(e),
+            }
+        }) as BoxFuture
+    })
+}
+
+pub(crate) fn event<F, Fut>(f: F) -> Erased
+where
+    F: Fn(Event, ApiClient) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |frame: Frame, api: ApiClient| {
+        let f = f.clone();
+        Box::pin(async move {
+            let ev = match Event::from_frame(&frame) {
+                Ok(e) => e,
+                Err(e) => return failed(format!("invalid event: {e}")),
+            };
+            match f(ev, api).await {
+                Ok(EventAck::Success) => Outcome::done(),
+                Ok(EventAck::Later) => Outcome::Later,
+                Err(e) => failed(e),
+            }
+        }) as BoxFuture
+    })
+}
+
+pub(crate) fn raw<F, Fut>(f: F) -> Erased
+where
+    F: Fn(Frame, ApiClient) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |frame: Frame, api: ApiClient| {
+        let f = f.clone();
+        Box::pin(async move {
+            match f(frame, api).await {
+                Ok(v) => Outcome::Ok(v),
+                Err(e) => failed(e),
+            }
+        }) as BoxFuture
+    })
+}
