@@ -137,6 +137,8 @@ pub struct OpenRecord {
     pub ua: String,
     /// The status answered.
     pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// A WebSocket connection as the emulator sees it.
@@ -231,6 +233,19 @@ struct State {
     sent_kinds: HashMap<(u64, String), (String, String)>,
     faults: Faults,
     counter: u64,
+}
+
+impl State {
+    /// Copies a live connection's info into the snapshot.
+    fn sync_conn(&mut self, id: u64) {
+        if let Some(slot) = self.slots.get(&id) {
+            let info = slot.info.clone();
+            match self.snap.conns.iter_mut().find(|c| c.id == id) {
+                Some(c) => *c = info,
+                None => self.snap.conns.push(info),
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -392,9 +407,18 @@ impl Control {
     /// Pushes a raw text frame on the newest live connection. Returns the connection, or
     /// `None` when no connection is live.
     pub fn push_raw(&self, text: impl Into<String>) -> Option<u64> {
+        let conn = Self::active_conn(&self.shared.lock())?;
+        self.push_raw_to(conn, text)
+    }
+
+    /// Pushes a raw text frame on connection `conn` (even a draining one). Returns `conn`, or
+    /// `None` when it is closed.
+    pub fn push_raw_to(&self, conn: u64, text: impl Into<String>) -> Option<u64> {
         let text = text.into();
         let mut st = self.shared.lock();
-        let conn = Self::active_conn(&st)?;
+        if !st.slots.get(&conn).is_some_and(|s| s.info.open) {
+            return None;
+        }
         if let Ok(v) = serde_json::from_str::<Value>(&text) {
             let id = v["headers"]["messageId"]
                 .as_str()
@@ -432,6 +456,26 @@ impl Control {
         id
     }
 
+    /// Pushes a frame on connection `conn` and returns its message id.
+    pub fn push_frame_to(&self, conn: u64, kind: &str, topic: &str, data: &str) -> Option<String> {
+        let id = self.new_message_id();
+        self.push_raw_to(conn, Self::frame_text(kind, topic, &id, data))?;
+        Some(id)
+    }
+
+    fn frame_text(kind: &str, topic: &str, message_id: &str, data: &str) -> String {
+        json!({
+            "specVersion": "1.0",
+            "type": kind,
+            "headers": {
+                "appId": "sim-app", "connectionId": "sim", "contentType": "application/json",
+                "messageId": message_id, "time": now_ms().to_string(), "topic": topic,
+            },
+            "data": data,
+        })
+        .to_string()
+    }
+
     /// Pushes a frame with a chosen message id (e.g. a duplicate delivery).
     pub fn push_frame_with_id(
         &self,
@@ -440,16 +484,7 @@ impl Control {
         message_id: &str,
         data: &str,
     ) -> Option<u64> {
-        let frame = json!({
-            "specVersion": "1.0",
-            "type": kind,
-            "headers": {
-                "appId": "sim-app", "connectionId": "sim", "contentType": "application/json",
-                "messageId": message_id, "time": now_ms().to_string(), "topic": topic,
-            },
-            "data": data,
-        });
-        self.push_raw(frame.to_string())
+        self.push_raw(Self::frame_text(kind, topic, message_id, data))
     }
 
     fn new_message_id(&self) -> String {
@@ -577,7 +612,9 @@ impl Control {
             let mut st = self.shared.lock();
             let slot = st.slots.get_mut(&conn)?;
             slot.info.draining = true;
-            slot.tx.clone()
+            let tx = slot.tx.clone();
+            st.sync_conn(conn);
+            tx
         };
         self.shared.changed();
         let grace = self.shared.config.disconnect_grace;
@@ -750,6 +787,7 @@ async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
                     if let Some(s) = st.slots.get_mut(&id) {
                         s.info.pings += 1;
                     }
+                    st.sync_conn(id);
                     drop(st);
                     shared.changed();
                 }
@@ -937,6 +975,7 @@ fn open_connection(shared: &Shared, headers: &HeaderMap, body: &Value) -> Respon
             subscriptions: body["subscriptions"].clone(),
             ua: body["ua"].as_str().unwrap_or_default().to_owned(),
             status,
+            at: Instant::now(),
         });
     };
     let json_headers = headers
