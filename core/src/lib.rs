@@ -117,6 +117,9 @@ pub mod config;
 pub mod dedup;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod session;
 pub mod topic;
