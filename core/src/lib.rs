@@ -131,6 +131,7 @@ pub use error::{ApiError, Error, ErrorKind, OpenError};
 pub use frame::{Frame, FrameError, FrameType, Headers, Limits};
 pub use http;
 pub use session::{
-    ConnId, Delivery, DeliveryId, Input, Outcome, Output, RequestId, Session, SessionEvent, Stats,
+    ConnId, Delivery, DeliveryId, EventAck, Input, Outcome, Output, RequestId, Session,
+    SessionEvent, Stats,
 };
 pub use topic::{AckPolicy, Subscription};

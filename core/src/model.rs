@@ -261,6 +261,69 @@ impl ChatbotMessage {
     }
 }
 
+impl ChatbotMessage {
+    /// A session-webhook reply to this message, refused before sending once the webhook has
+    /// expired (`now_ms` is the wall clock in unix ms).
+    pub fn reply_call(
+        &self,
+        message: crate::webhook::Message,
+        now_ms: i64,
+    ) -> Result<crate::webhook::SessionWebhookSend, crate::ApiError> {
+        let url = self
+            .session_webhook
+            .clone()
+            .ok_or_else(|| crate::ApiError::validation("the message has no sessionWebhook"))?;
+        Ok(crate::webhook::SessionWebhookSend {
+            url,
+            expires_at_ms: self.session_webhook_expired_time,
+            now_ms,
+            message,
+        })
+    }
+
+    /// A text reply; in a group the sender is @-mentioned.
+    pub fn text_reply(&self, text: impl Into<String>) -> crate::webhook::Message {
+        let message = crate::webhook::Message::text(text);
+        match (&self.sender_staff_id, self.is_group()) {
+            (Some(staff), true) => message.at(crate::webhook::At::users([staff.clone()])),
+            _ => message,
+        }
+    }
+
+    /// Where a card answering this message goes: the group, or the one-to-one chat.
+    pub fn card_space(&self, robot_code: &str) -> crate::api::card::CardSpace {
+        if self.is_group() {
+            crate::api::card::CardSpace::Group {
+                open_conversation_id: self.conversation_id.clone(),
+                robot_code: robot_code.to_owned(),
+                at_user_ids: None,
+                at_all: false,
+                recipients: Vec::new(),
+            }
+        } else {
+            crate::api::card::CardSpace::Robot {
+                user_id: self.sender_staff_id.clone().unwrap_or_default(),
+                robot_code: Some(robot_code.to_owned()),
+            }
+        }
+    }
+
+    /// The call that turns a `downloadCode` of this message into a download URL.
+    pub fn download_call(
+        &self,
+        download_code: &str,
+        app_robot_code: &str,
+    ) -> crate::api::robot::MessageFileDownload {
+        crate::api::robot::MessageFileDownload {
+            robot_code: self
+                .robot_code
+                .clone()
+                .unwrap_or_else(|| app_robot_code.to_owned()),
+            download_code: download_code.to_owned(),
+        }
+    }
+}
+
 /// A card action (`/v1.0/card/instances/callback`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -60,6 +60,42 @@ impl Outcome {
     pub fn done() -> Self {
         Self::Ok(serde_json::Value::Null)
     }
+
+    /// From a handler's result: `Ok(value)` answers `value`, an error fails with its text.
+    pub fn from_result<E: fmt::Display>(result: Result<serde_json::Value, E>) -> Self {
+        match result {
+            Ok(v) => Self::Ok(v),
+            Err(e) => Self::Failed(e.to_string()),
+        }
+    }
+
+    /// From a serializable answer (card response, graph response).
+    pub fn answer<T: serde::Serialize, E: fmt::Display>(result: Result<T, E>) -> Self {
+        match result.map(|v| serde_json::to_value(v)) {
+            Ok(Ok(v)) => Self::Ok(v),
+            Ok(Err(e)) => Self::Failed(e.to_string()),
+            Err(e) => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+/// How an event handler asks for an event to be acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAck {
+    /// Consumed (`{"status":"SUCCESS"}`).
+    Success,
+    /// Deliver again later (`{"status":"LATER"}`).
+    Later,
+}
+
+impl<E: fmt::Display> From<Result<EventAck, E>> for Outcome {
+    fn from(result: Result<EventAck, E>) -> Self {
+        match result {
+            Ok(EventAck::Success) => Self::done(),
+            Ok(EventAck::Later) => Self::Later,
+            Err(e) => Self::Failed(e.to_string()),
+        }
+    }
 }
 
 /// Something that happened to the session, to hand to the session with [`Session::handle_input`].

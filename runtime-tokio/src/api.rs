@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dingtalk_core::api::retry::{Attempts, Next, RetryPolicy};
 use dingtalk_core::api::{ApiCall, build_request, parse_response};
 use dingtalk_core::auth::{TokenCache, TokenStep};
 use dingtalk_core::{ApiError, Credentials, Endpoints};
@@ -27,24 +28,6 @@ impl ClientError {
         match self {
             Self::Api(e) => Some(e),
             Self::Transport(_) => None,
-        }
-    }
-}
-
-/// How rate-limited and busy answers are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (default 2).
-    pub max_retries: u32,
-    /// Longest pause before a retry (default 60 s); the pause is DingTalk's documented one.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 2,
-            max_delay: Duration::from_secs(60),
         }
     }
 }
@@ -126,8 +109,7 @@ impl ApiClient {
     /// token error, and retries rate-limited or busy answers per the [`RetryPolicy`].
     pub async fn call<C: ApiCall + ?Sized>(&self, call: &C) -> Result<C::Output, ClientError> {
         let needs_token = call.spec()?.needs_token;
-        let mut token_retried = false;
-        let mut retries = 0;
+        let mut attempts = Attempts::new(self.retry);
         loop {
             let token = if needs_token {
                 Some(self.token().await?)
@@ -136,25 +118,19 @@ impl ApiClient {
             };
             let request = build_request(call, &self.endpoints, token.as_deref())?;
             let response = self.send(request).await?;
-            match parse_response(call, response) {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_token_error() && !token_retried => {
+            match attempts.judge(parse_response(call, response)) {
+                Next::Done(v) => return Ok(v),
+                Next::RefreshToken => {
                     if let Some(t) = &token {
                         self.lock().invalidate(t);
                     }
-                    token_retried = true;
-                    tracing::debug!(code = ?e.code, "access token rejected; refreshing once");
+                    tracing::debug!("access token rejected; refreshing once");
                 }
-                Err(e) if e.is_retryable() && retries < self.retry.max_retries => {
-                    retries += 1;
-                    let delay = e
-                        .retry_after()
-                        .unwrap_or(Duration::from_secs(1))
-                        .min(self.retry.max_delay);
-                    tracing::debug!(code = ?e.code, ?delay, retries, "retrying DingTalk call");
-                    tokio::time::sleep(delay).await;
+                Next::Retry { after } => {
+                    tracing::debug!(?after, "retrying a rate-limited or busy DingTalk call");
+                    tokio::time::sleep(after).await;
                 }
-                Err(e) => return Err(e.into()),
+                Next::Fail(e) => return Err(e.into()),
             }
         }
     }

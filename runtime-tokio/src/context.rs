@@ -2,11 +2,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dingtalk_core::api::card::{CardContent, CardResult, CardSpace, CreateAndDeliver};
-use dingtalk_core::api::robot::MessageFileDownload;
+use dingtalk_core::Frame;
+use dingtalk_core::api::card::{CardContent, CardResult, CreateAndDeliver};
 use dingtalk_core::model::{CardParamMap, ChatbotMessage};
-use dingtalk_core::webhook::{At, Message, SessionWebhookSend};
-use dingtalk_core::{ApiError, Frame};
+use dingtalk_core::webhook::Message;
 
 use crate::api::{ApiClient, ClientError};
 
@@ -49,27 +48,13 @@ impl BotContext {
     /// Replies through the message's session webhook. Refused with
     /// [`dingtalk_core::ErrorKind::SessionWebhookExpired`] once the webhook has expired.
     pub async fn reply(&self, message: Message) -> Result<(), ClientError> {
-        let url = self.message.session_webhook.clone().ok_or_else(|| {
-            ClientError::Api(ApiError::validation("the message has no sessionWebhook"))
-        })?;
-        let call = SessionWebhookSend {
-            url,
-            expires_at_ms: self.message.session_webhook_expired_time,
-            now_ms: unix_ms(),
-            message,
-        };
+        let call = self.message.reply_call(message, unix_ms())?;
         self.api.call(&call).await
     }
 
     /// Replies with text. In a group the sender is @-mentioned.
     pub async fn reply_text(&self, text: impl Into<String>) -> Result<(), ClientError> {
-        let mut message = Message::text(text);
-        if self.message.is_group() {
-            if let Some(staff) = &self.message.sender_staff_id {
-                message = message.at(At::users([staff.clone()]));
-            }
-        }
-        self.reply(message).await
+        self.reply(self.message.text_reply(text)).await
     }
 
     /// Replies with markdown.
@@ -106,37 +91,18 @@ impl BotContext {
         out_track_id: impl Into<String>,
         data: CardParamMap,
     ) -> Result<CardResult, ClientError> {
-        let space = if self.message.is_group() {
-            CardSpace::Group {
-                open_conversation_id: self.message.conversation_id.clone(),
-                robot_code: self.api.robot_code().to_owned(),
-                at_user_ids: None,
-                at_all: false,
-                recipients: Vec::new(),
-            }
-        } else {
-            CardSpace::Robot {
-                user_id: self.message.sender_staff_id.clone().unwrap_or_default(),
-                robot_code: Some(self.api.robot_code().to_owned()),
-            }
-        };
         let call = CreateAndDeliver {
             card: CardContent::new(template_id, out_track_id, data),
-            space,
+            space: self.message.card_space(self.api.robot_code()),
         };
         self.api.call(&call).await
     }
 
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.
     pub async fn download(&self, download_code: &str) -> Result<Vec<u8>, ClientError> {
-        let call = MessageFileDownload {
-            robot_code: self
-                .message
-                .robot_code
-                .clone()
-                .unwrap_or_else(|| self.api.robot_code().to_owned()),
-            download_code: download_code.to_owned(),
-        };
+        let call = self
+            .message
+            .download_call(download_code, self.api.robot_code());
         let url = self.api.call(&call).await?;
         self.api.get_bytes(&url).await
     }

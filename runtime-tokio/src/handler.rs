@@ -17,14 +17,7 @@ use crate::context::BotContext;
 /// The error a handler may return; its text goes into the failure ack and the logs.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// How an event handler asks for the event to be acked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventAck {
-    /// Consumed (`{"status":"SUCCESS"}`).
-    Success,
-    /// Deliver again later (`{"status":"LATER"}`).
-    Later,
-}
+pub use dingtalk_core::EventAck;
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
 pub(crate) type Erased = Arc<dyn Fn(Frame, ApiClient) -> BoxFuture + Send + Sync + 'static>;
@@ -84,14 +77,7 @@ where
                 Ok(c) => c,
                 Err(e) => return failed(format!("invalid card callback: {e}")),
             };
-            match f(cb, api).await {
-                Ok(Some(r)) => match serde_json::to_value(r) {
-                    Ok(v) => Outcome::Ok(v),
-                    Err(e) => failed(e),
-                },
-                Ok(None) => Outcome::done(),
-                Err(e) => failed(e),
-            }
+            Outcome::answer(f(cb, api).await)
         }) as BoxFuture
     })
 }
@@ -109,13 +95,7 @@ where
                 Ok(r) => r,
                 Err(e) => return failed(format!("invalid graph request: {e}")),
             };
-            match f(req, api).await {
-                Ok(resp) => match serde_json::to_value(resp) {
-                    Ok(v) => Outcome::Ok(v),
-                    Err(e) => failed(e),
-                },
-                Err(e) => failed(e),
-            }
+            Outcome::answer(f(req, api).await)
         }) as BoxFuture
     })
 }
@@ -133,11 +113,7 @@ where
                 Ok(e) => e,
                 Err(e) => return failed(format!("invalid event: {e}")),
             };
-            match f(ev, api).await {
-                Ok(EventAck::Success) => Outcome::done(),
-                Ok(EventAck::Later) => Outcome::Later,
-                Err(e) => failed(e),
-            }
+            Outcome::from(f(ev, api).await)
         }) as BoxFuture
     })
 }
@@ -150,11 +126,6 @@ where
     let f = Arc::new(f);
     Arc::new(move |frame: Frame, api: ApiClient| {
         let f = f.clone();
-        Box::pin(async move {
-            match f(frame, api).await {
-                Ok(v) => Outcome::Ok(v),
-                Err(e) => failed(e),
-            }
-        }) as BoxFuture
+        Box::pin(async move { Outcome::from_result(f(frame, api).await) }) as BoxFuture
     })
 }

@@ -59,9 +59,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-pub use api::{ApiClient, ClientError, RetryPolicy};
+pub use api::{ApiClient, ClientError};
 pub use context::BotContext;
 pub use dingtalk_core;
+pub use dingtalk_core::api::retry::RetryPolicy;
 pub use handler::{EventAck, HandlerError};
 pub use tls::default_tls_config;
 

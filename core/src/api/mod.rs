@@ -25,6 +25,7 @@ pub mod card;
 pub mod contact;
 pub mod group;
 pub mod media;
+pub mod retry;
 pub mod robot;
 
 use serde::de::DeserializeOwned;
