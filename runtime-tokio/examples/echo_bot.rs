@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use dingtalk_core::model::Content;
-use dingtalk_sim::{Chat, Sim, SimConfig};
+use dingtalk_sim::{Sim, SimConfig};
 use dingtalk_tokio::{BotContext, Client, ClientBuilder, HandlerError, env_config};
 
 async fn echo(ctx: BotContext) -> Result<(), HandlerError> {
@@ -76,45 +76,9 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         let client = client.clone();
         async move { client.run().await }
     });
-    let wait = Duration::from_secs(10);
-    sim.wait_connections(1, wait).await?;
-
-    let conversation = [
-        ("one-to-one", Some("hello bot"), Chat::Private),
-        ("group, @bot", Some("@EchoBot what did I say?"), Chat::Group),
-        ("one-to-one", None, Chat::Private),
-    ];
-    for (n, (place, text, chat)) in conversation.into_iter().enumerate() {
-        match text {
-            Some(t) => {
-                println!("[{place}] user: {t}");
-                sim.bot_text(t, chat);
-            }
-            None => {
-                println!("[{place}] user: <a picture>");
-                sim.bot_picture(chat);
-            }
-        }
-        let snap = sim
-            .wait_for("the bot's reply", wait, |s| s.webhooks.len() > n)
-            .await?;
-        let reply = &snap.webhooks[n].body;
-        println!(
-            "[{place}] bot:  {}\n",
-            reply["text"]["content"].as_str().unwrap_or_default()
-        );
-    }
+    sim.play_demo_conversation(Duration::from_secs(10), |line| println!("{line}"))
+        .await?;
     stop.stop();
     running.await??;
-    let snap = sim.snapshot();
-    println!(
-        "{} frames acked, {} replies, protocol violations: {}",
-        snap.acks.len(),
-        snap.webhooks.len(),
-        snap.violations.len()
-    );
-    if !snap.violations.is_empty() {
-        return Err(format!("violations: {:?}", snap.violations).into());
-    }
     Ok(())
 }

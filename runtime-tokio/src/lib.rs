@@ -543,8 +543,10 @@ impl Driver {
                     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
                     let (sink, stream) = ws.split();
                     tokio::spawn(writer(sink, cmd_rx));
-                    tokio::spawn(reader(conn, stream, tx.clone(), paused));
+                    // Announce the connection before its first frame can be read, so the
+                    // driver knows where to send that frame's ack.
                     let _ = tx.send(Ev::Connected(conn, Ok(ConnHandle { cmd: cmd_tx })));
+                    tokio::spawn(reader(conn, stream, tx, paused));
                 }
                 Err(e) => {
                     let _ = tx.send(Ev::Connected(conn, Err(e.to_string())));

@@ -707,6 +707,62 @@ impl Control {
             .ok_or_else(|| WaitTimeout(message_id.to_owned()))
     }
 
+    /// Plays the quickstart conversation (a one-to-one text, a group message that @-mentions the
+    /// bot, a picture), waiting for the bot's reply to each, and calls `print` with every line
+    /// of the transcript. Fails if a reply does not come within `timeout` or the bot broke the
+    /// protocol.
+    pub async fn play_demo_conversation(
+        &self,
+        timeout: Duration,
+        mut print: impl FnMut(&str),
+    ) -> Result<(), WaitTimeout> {
+        let conversation = [
+            ("one-to-one", Some("hello bot"), Chat::Private),
+            ("group, @bot", Some("@EchoBot what did I say?"), Chat::Group),
+            ("one-to-one", None, Chat::Private),
+        ];
+        self.wait_connections(1, timeout).await?;
+        let before = self.snapshot().webhooks.len();
+        for (n, (place, text, chat)) in conversation.into_iter().enumerate() {
+            match text {
+                Some(t) => {
+                    print(&format!("[{place}] user: {t}"));
+                    self.bot_text(t, chat);
+                }
+                None => {
+                    print(&format!("[{place}] user: <a picture>"));
+                    self.bot_picture(chat);
+                }
+            }
+            let snap = self
+                .wait_for("the bot's reply", timeout, |s| {
+                    s.webhooks.len() > before + n
+                })
+                .await?;
+            let reply = &snap.webhooks[before + n].body;
+            let text = reply["text"]["content"]
+                .as_str()
+                .or_else(|| reply["markdown"]["text"].as_str())
+                .unwrap_or_default();
+            print(&format!("[{place}] bot:  {text}\n"));
+        }
+        let snap = self.snapshot();
+        print(&format!(
+            "{} frames acked, {} replies, protocol violations: {}",
+            snap.acks.len(),
+            snap.webhooks.len(),
+            snap.violations.len()
+        ));
+        if snap.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(WaitTimeout(format!(
+                "a clean protocol run; violations: {:?}",
+                snap.violations
+            )))
+        }
+    }
+
     /// Waits until `n` connections are open and not draining.
     pub async fn wait_connections(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         self.wait_for(&format!("{n} live connections"), timeout, |s| {

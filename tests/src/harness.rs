@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use dingtalk_core::Credentials;
@@ -13,30 +13,53 @@ use dingtalk_sim::Control;
 use serde_json::Value;
 use tokio::sync::watch;
 
-/// A gate handlers wait on while it is closed (to hold work in flight).
+/// A gate handlers wait on while it is closed (to hold work in flight); async handlers
+/// `wait().await`, blocking ones `wait_blocking()`.
 #[derive(Debug)]
-pub struct Gate(watch::Sender<bool>);
+pub struct Gate {
+    tx: watch::Sender<bool>,
+    open: Mutex<bool>,
+    cv: Condvar,
+}
 
 impl Gate {
+    fn new(open: bool) -> Self {
+        Self {
+            tx: watch::channel(open).0,
+            open: Mutex::new(open),
+            cv: Condvar::new(),
+        }
+    }
+
     /// An open gate.
     pub fn open() -> Self {
-        Self(watch::channel(true).0)
+        Self::new(true)
     }
 
     /// A closed gate.
     pub fn closed() -> Self {
-        Self(watch::channel(false).0)
+        Self::new(false)
     }
 
     /// Opens it: every waiting handler proceeds.
     pub fn release(&self) {
-        self.0.send_replace(true);
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+        self.tx.send_replace(true);
     }
 
     /// Waits until the gate is open.
     pub async fn wait(&self) {
-        let mut rx = self.0.subscribe();
+        let mut rx = self.tx.subscribe();
         let _ = rx.wait_for(|open| *open).await;
+    }
+
+    /// Blocks the thread until the gate is open.
+    pub fn wait_blocking(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
     }
 }
 
@@ -198,6 +221,23 @@ pub fn card_response() -> dingtalk_core::model::CardCallbackResponse {
         }),
         card_data: Some(CardParamMap::default().with("liked", "true")),
         user_private_data: None,
+    }
+}
+
+impl BotSpec {
+    /// The API call a text message triggers when [`BotSpec::call_api`] is set.
+    pub fn api_call(
+        message: &dingtalk_core::model::ChatbotMessage,
+        robot_code: &str,
+    ) -> dingtalk_core::api::robot::GroupSend {
+        dingtalk_core::api::robot::GroupSend {
+            robot_code: robot_code.to_owned(),
+            open_conversation_id: message.conversation_id.clone(),
+            cool_app_code: None,
+            message: dingtalk_core::api::robot::RobotMessage::Text {
+                content: message.text().unwrap_or_default().to_owned(),
+            },
+        }
     }
 }
 

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use dingtalk_core::api::robot::{GroupSend, RobotMessage};
 use dingtalk_core::{Credentials, Endpoints, StreamConfig};
 use dingtalk_sim::Control;
 use dingtalk_tokio::{Client, EventAck, HandlerError, RetryPolicy, StopHandle};
@@ -88,14 +87,7 @@ impl Harness for TokioHarness {
                         panic!("handler panics on purpose");
                     }
                     if spec.call_api {
-                        let call = GroupSend {
-                            robot_code: ctx.api().robot_code().to_owned(),
-                            open_conversation_id: ctx.message.conversation_id.clone(),
-                            cool_app_code: None,
-                            message: RobotMessage::Text {
-                                content: text.clone(),
-                            },
-                        };
+                        let call = BotSpec::api_call(&ctx.message, ctx.api().robot_code());
                         let r = ctx.api().call(&call).await;
                         spec.seen
                             .api_result(r.map(|_| ()).map_err(|e| e.to_string()));
