@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dingtalk_blocking::{BotContext, Client, ClientBuilder, HandlerError, env_config};
 use dingtalk_core::model::Content;
-use dingtalk_sim::{Sim, SimConfig};
+use dingtalk_sim::{BackgroundSim, SimConfig};
 
 fn echo(ctx: BotContext) -> Result<(), HandlerError> {
     match ctx.message.content() {
@@ -45,8 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client.run()?;
         return Ok(());
     }
-    let rt = tokio::runtime::Runtime::new()?;
-    let sim = rt.block_on(Sim::start(SimConfig::default()))?;
+    // The emulator is a tokio program; it runs on its own runtime thread.
+    let sim = BackgroundSim::start(SimConfig::default())?;
     println!(
         "No DINGTALK_CLIENT_ID/SECRET set: running against the embedded emulator at {}\n",
         sim.base_url()
@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .endpoints(dingtalk_core::Endpoints::single(sim.base_url())))?;
     let stop = client.stop_handle();
     let running = std::thread::spawn(move || client.run());
-    rt.block_on(sim.play_demo_conversation(Duration::from_secs(10), |line| println!("{line}")))?;
+    sim.block_on(sim.play_demo_conversation(Duration::from_secs(10), |line| println!("{line}")))?;
     stop.stop();
     running.join().map_err(|_| "bot thread panicked")??;
     Ok(())

@@ -27,7 +27,8 @@ pub struct BotContext {
 }
 
 impl BotContext {
-    pub(crate) fn new(message: ChatbotMessage, frame: Frame, api: ApiClient) -> Self {
+    /// A context for `message` (adapters built on this crate use it).
+    pub fn new(message: ChatbotMessage, frame: Frame, api: ApiClient) -> Self {
         Self {
             message,
             frame,

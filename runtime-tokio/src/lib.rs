@@ -377,7 +377,10 @@ impl Client {
 
 enum Ev {
     Http(RequestId, Result<http::Response<Vec<u8>>, String>),
-    Connected(ConnId, Result<ConnHandle, String>),
+    Connected(
+        ConnId,
+        Result<(ConnHandle, tokio::task::JoinHandle<()>), String>,
+    ),
     Text(ConnId, String),
     Pong(ConnId),
     Closed(ConnId, String),
@@ -402,6 +405,7 @@ struct Driver {
     rx: mpsc::UnboundedReceiver<Ev>,
     paused: watch::Sender<bool>,
     fatal: Option<dingtalk_core::Error>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Driver {
@@ -416,6 +420,7 @@ impl Driver {
             rx,
             paused,
             fatal: None,
+            writers: Vec::new(),
         }
     }
 
@@ -453,8 +458,16 @@ impl Driver {
                 () = tokio::time::sleep_until(deadline) => self.input(Input::Timeout),
             }
         }
-        // Every connection got its Close; let the writers flush their last acks.
+        // Every connection got its Close; let the writers send the last acks (bounded), so
+        // a program that exits right after `run` returns loses nothing.
         self.conns.clear();
+        let writers = std::mem::take(&mut self.writers);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
         match self.fatal.take() {
             Some(e) => Err(Error::Stream(e)),
             None => Ok(()),
@@ -465,7 +478,8 @@ impl Driver {
         match ev {
             Ev::Http(id, Ok(response)) => self.input(Input::HttpResponse { id, response }),
             Ev::Http(id, Err(reason)) => self.input(Input::HttpFailed { id, reason }),
-            Ev::Connected(conn, Ok(handle)) => {
+            Ev::Connected(conn, Ok((handle, writer))) => {
+                self.writers.push(writer);
                 self.conns.insert(conn, handle);
                 self.input(Input::Connected { conn });
             }
@@ -518,6 +532,7 @@ impl Driver {
     }
 
     fn command(&mut self, conn: ConnId, cmd: WsCmd) {
+        self.writers.retain(|w| !w.is_finished());
         if let Some(h) = self.conns.get(&conn) {
             if h.cmd.send(cmd).is_err() {
                 tracing::debug!(?conn, "connection task already gone");
@@ -542,10 +557,11 @@ impl Driver {
                 Ok((ws, _)) => {
                     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
                     let (sink, stream) = ws.split();
-                    tokio::spawn(writer(sink, cmd_rx));
+                    let writer = tokio::spawn(writer(sink, cmd_rx));
                     // Announce the connection before its first frame can be read, so the
                     // driver knows where to send that frame's ack.
-                    let _ = tx.send(Ev::Connected(conn, Ok(ConnHandle { cmd: cmd_tx })));
+                    let handle = ConnHandle { cmd: cmd_tx };
+                    let _ = tx.send(Ev::Connected(conn, Ok((handle, writer))));
                     tokio::spawn(reader(conn, stream, tx, paused));
                 }
                 Err(e) => {

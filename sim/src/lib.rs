@@ -1340,3 +1340,61 @@ async fn control_acks(AxState(shared): AxState<Arc<Shared>>) -> Response {
         .collect();
     axum::Json(acks).into_response()
 }
+
+/// An emulator running on its own small tokio runtime, for programs that are not tokio
+/// programs (the blocking and async-std examples and tests). It dereferences to its
+/// [`Control`]; [`BackgroundSim::block_on`] waits for one of its futures from any thread.
+pub struct BackgroundSim {
+    sim: Option<Sim>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for BackgroundSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundSim")
+            .field("sim", &self.sim)
+            .finish()
+    }
+}
+
+impl BackgroundSim {
+    /// Starts the emulator on a dedicated runtime thread.
+    pub fn start(config: SimConfig) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dingtalk-sim")
+            .enable_all()
+            .build()?;
+        let sim = rt.block_on(Sim::start(config))?;
+        Ok(Self { sim: Some(sim), rt })
+    }
+
+    /// Runs `future` (e.g. a [`Control::wait_for`]) to completion on the emulator's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(future)
+    }
+}
+
+impl std::ops::Deref for BackgroundSim {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        // Present from `start` until drop.
+        match &self.sim {
+            Some(sim) => sim,
+            None => unreachable_control(),
+        }
+    }
+}
+
+#[allow(clippy::panic)] // `sim` is only taken in `drop`, after which no deref can happen
+fn unreachable_control() -> &'static Control {
+    panic!("BackgroundSim used after drop")
+}
+
+impl Drop for BackgroundSim {
+    fn drop(&mut self) {
+        // Stop the server inside its runtime so its tasks wind down cleanly.
+        let _guard = self.rt.enter();
+        self.sim.take();
+    }
+}

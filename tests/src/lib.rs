@@ -4,6 +4,7 @@
 //! logged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test suite aborts on failure
 
+pub mod async_std_harness;
 pub mod blocking_harness;
 pub mod harness;
 pub mod scenarios;
