@@ -90,6 +90,20 @@ impl Endpoints {
         }
     }
 
+    /// Whether the api host is plain `http://` on loopback (the emulator): only then may the
+    /// gateway hand out a `ws://` endpoint.
+    pub fn is_loopback_http(&self) -> bool {
+        let Some(rest) = self.api.strip_prefix("http://") else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    }
+
     /// One base URL for both hosts (the emulator, a forwarder).
     pub fn single(base: impl Into<String>) -> Self {
         let base = base.into();
@@ -98,6 +112,41 @@ impl Endpoints {
             oapi: base,
         }
     }
+}
+
+/// Reads credentials and hosts from environment-style variables through `var` (pass
+/// `|k| std::env::var(k).ok()`): `DINGTALK_CLIENT_ID`, `DINGTALK_CLIENT_SECRET`, and optionally
+/// `DINGTALK_OPENAPI_ENDPOINT` (the gateway/api base URL, as in the official Python SDK; on
+/// loopback it is used for the oapi host too) and `DINGTALK_OAPI_ENDPOINT`. `None` without
+/// credentials.
+///
+/// ```
+/// use dingtalk_core::config::from_env;
+/// let vars = |k: &str| match k {
+///     "DINGTALK_CLIENT_ID" => Some("id".to_string()),
+///     "DINGTALK_CLIENT_SECRET" => Some("secret".to_string()),
+///     "DINGTALK_OPENAPI_ENDPOINT" => Some("http://127.0.0.1:8099".to_string()),
+///     _ => None,
+/// };
+/// let (creds, endpoints) = from_env(vars).unwrap();
+/// assert_eq!(creds.client_id(), "id");
+/// assert_eq!(endpoints.oapi, "http://127.0.0.1:8099");
+/// assert!(from_env(|_| None).is_none());
+/// ```
+pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Option<(Credentials, Endpoints)> {
+    let id = var("DINGTALK_CLIENT_ID")?;
+    let secret = var("DINGTALK_CLIENT_SECRET")?;
+    let mut endpoints = Endpoints::default();
+    if let Some(api) = var("DINGTALK_OPENAPI_ENDPOINT") {
+        endpoints.api = api;
+        if endpoints.is_loopback_http() {
+            endpoints.oapi = endpoints.api.clone();
+        }
+    }
+    if let Some(oapi) = var("DINGTALK_OAPI_ENDPOINT") {
+        endpoints.oapi = oapi;
+    }
+    Some((Credentials::new(id, secret), endpoints))
 }
 
 /// The `ua` sent in the open-connection request (`name-sdk-lang/version`).
@@ -185,16 +234,27 @@ impl StreamConfig {
     /// Adds (or replaces, for the same type and topic) a subscription.
     #[must_use]
     pub fn subscribe(mut self, subscription: Subscription) -> Self {
-        self.subscriptions
-            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
-        self.subscriptions.push(subscription);
+        self.add_subscription(subscription);
         self
     }
 
-    /// Uses these hosts.
+    /// Uses these hosts (a loopback `http://` gateway, i.e. the emulator, may answer `ws://`).
     #[must_use]
     pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.endpoints = endpoints;
+        self.set_endpoints(endpoints);
         self
+    }
+
+    /// Uses these hosts; see [`StreamConfig::endpoints`].
+    pub fn set_endpoints(&mut self, endpoints: Endpoints) {
+        self.allow_insecure_ws = endpoints.is_loopback_http();
+        self.endpoints = endpoints;
+    }
+
+    /// Adds (or replaces) a subscription in place.
+    pub fn add_subscription(&mut self, subscription: Subscription) {
+        self.subscriptions
+            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
+        self.subscriptions.push(subscription);
     }
 }

@@ -245,6 +245,61 @@ pub enum SessionEvent {
     },
 }
 
+impl SessionEvent {
+    /// Whether the event deserves a warning in the logs (lost connections, failed opens,
+    /// rejected or shed frames, handler timeouts); the rest is informational.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Self::OpenFailed { .. }
+                | Self::ConnectionLost { .. }
+                | Self::FrameRejected { .. }
+                | Self::HandlerTimedOut { .. }
+                | Self::Shed { .. }
+        )
+    }
+}
+
+impl fmt::Display for SessionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected { conn } => write!(f, "connected ({conn:?})"),
+            Self::OpenFailed { error } => write!(f, "open-connection failed: {error}"),
+            Self::ReconnectScheduled { after, attempt } => {
+                write!(f, "reconnecting in {after:?} (attempt {attempt})")
+            }
+            Self::Draining { conn, reason } => {
+                write!(
+                    f,
+                    "server rotates {conn:?} ({})",
+                    reason.as_deref().unwrap_or("no reason")
+                )
+            }
+            Self::ConnectionLost { conn, reason } => write!(f, "{conn:?} lost: {reason}"),
+            Self::FrameRejected { conn, error, acked } => {
+                write!(
+                    f,
+                    "frame on {conn:?} rejected ({error}); acked 400: {acked}"
+                )
+            }
+            Self::UnknownTopic { conn, kind, topic } => {
+                write!(
+                    f,
+                    "{kind} frame for unsubscribed topic `{topic}` on {conn:?}; acked 404"
+                )
+            }
+            Self::Duplicate { conn, message_id } => {
+                write!(
+                    f,
+                    "duplicate {message_id} on {conn:?} answered without the handler"
+                )
+            }
+            Self::HandlerTimedOut { id } => write!(f, "handler of {id:?} timed out; failure acked"),
+            Self::Shed { message_id } => write!(f, "{message_id} left unacked: queue full"),
+        }
+    }
+}
+
 /// What the session wants done. Drain with [`Session::poll_output`] until `Timeout` (or `Done`).
 pub enum Output {
     /// Perform this HTTP request and report [`Input::HttpResponse`] or [`Input::HttpFailed`].

@@ -91,3 +91,47 @@ impl Subscription {
         self
     }
 }
+
+/// The application's handlers by frame type and topic, generic over the adapter's handler type.
+/// Registering a handler also subscribes its topic.
+#[derive(Debug, Clone)]
+pub struct Handlers<H> {
+    callbacks: std::collections::HashMap<String, H>,
+    events: Option<H>,
+}
+
+impl<H> Default for Handlers<H> {
+    fn default() -> Self {
+        Self {
+            callbacks: std::collections::HashMap::new(),
+            events: None,
+        }
+    }
+}
+
+impl<H> Handlers<H> {
+    /// Registers `handler` for `subscription` and adds the subscription to `config`.
+    pub fn register(
+        &mut self,
+        config: &mut crate::config::StreamConfig,
+        subscription: Subscription,
+        handler: H,
+    ) {
+        match subscription.kind {
+            FrameType::Event => self.events = Some(handler),
+            _ => {
+                self.callbacks.insert(subscription.topic.clone(), handler);
+            }
+        }
+        config.add_subscription(subscription);
+    }
+
+    /// The handler for a delivered frame.
+    pub fn find(&self, frame: &crate::frame::Frame) -> Option<&H> {
+        match frame.kind {
+            FrameType::Event => self.events.as_ref(),
+            FrameType::Callback => self.callbacks.get(frame.topic()),
+            FrameType::System => None,
+        }
+    }
+}

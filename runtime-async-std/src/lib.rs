@@ -42,10 +42,11 @@ use dingtalk_core::model::{
     CardCallback, CardCallbackResponse, CardParamMap, ChatbotMessage, Event, GraphRequest,
     GraphResponse,
 };
+use dingtalk_core::topic::Handlers;
 use dingtalk_core::webhook::Message;
 use dingtalk_core::{
-    ConnId, Credentials, Delivery, DeliveryId, Endpoints, Frame, FrameType, Input, Outcome, Output,
-    RequestId, Session, SessionEvent, StreamConfig, Subscription, topic,
+    ConnId, Credentials, Delivery, DeliveryId, Endpoints, Frame, Input, Outcome, Output, RequestId,
+    Session, SessionEvent, StreamConfig, Subscription, topic,
 };
 use event_listener::Event as Signal;
 use futures_lite::FutureExt;
@@ -191,8 +192,7 @@ fn failed(e: impl std::fmt::Display) -> Outcome {
 pub struct ClientBuilder {
     config: StreamConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    callbacks: HashMap<String, Handler>,
-    events: Option<Handler>,
+    handlers: Handlers<Handler>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -209,21 +209,14 @@ impl ClientBuilder {
         Self {
             config: StreamConfig::new(credentials),
             tls: None,
-            callbacks: HashMap::new(),
-            events: None,
+            handlers: Handlers::default(),
         }
     }
 
     /// Uses these hosts. A plain `http://` loopback gateway (the emulator) also allows `ws://`.
     #[must_use]
     pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        let host = endpoints
-            .api
-            .strip_prefix("http://")
-            .and_then(|r| r.split(['/', ':']).next())
-            .unwrap_or_default();
-        self.config.allow_insecure_ws = matches!(host, "127.0.0.1" | "localhost");
-        self.config.endpoints = endpoints;
+        self.config.set_endpoints(endpoints);
         self
     }
 
@@ -242,15 +235,8 @@ impl ClientBuilder {
     }
 
     fn subscribe(&mut self, subscription: Subscription, handler: Handler) {
-        if subscription.kind == FrameType::Event {
-            self.events = Some(handler);
-        } else {
-            self.callbacks.insert(subscription.topic.clone(), handler);
-        }
-        self.config
-            .subscriptions
-            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
-        self.config.subscriptions.push(subscription);
+        self.handlers
+            .register(&mut self.config, subscription, handler);
     }
 
     /// Handles chatbot messages (acked on arrival).
@@ -361,8 +347,7 @@ impl ClientBuilder {
                 config: self.config,
                 tls,
                 api,
-                callbacks: self.callbacks,
-                events: self.events,
+                handlers: self.handlers,
                 tx,
                 rx,
                 stopped: Arc::new(AtomicBool::new(false)),
@@ -396,8 +381,7 @@ struct Inner {
     config: StreamConfig,
     tls: Arc<rustls::ClientConfig>,
     api: ApiClient,
-    callbacks: HashMap<String, Handler>,
-    events: Option<Handler>,
+    handlers: Handlers<Handler>,
     tx: async_channel::Sender<Ev>,
     rx: async_channel::Receiver<Ev>,
     stopped: Arc<AtomicBool>,
@@ -645,10 +629,7 @@ impl Driver {
 
     fn deliver(&mut self, delivery: Delivery) {
         let id = delivery.id;
-        let handler = match delivery.frame.kind {
-            FrameType::Event => self.inner.events.clone(),
-            _ => self.inner.callbacks.get(delivery.frame.topic()).cloned(),
-        };
+        let handler = self.inner.handlers.find(&delivery.frame).cloned();
         let tx = self.inner.tx.clone();
         let api = self.inner.api.clone();
         self.ex
@@ -772,12 +753,9 @@ async fn reader(
 }
 
 fn log_event(event: &SessionEvent) {
-    match event {
-        SessionEvent::Connected { conn } => tracing::info!(?conn, "connected to DingTalk"),
-        SessionEvent::OpenFailed { error } => tracing::warn!(%error, "open-connection failed"),
-        SessionEvent::ConnectionLost { conn, reason } => {
-            tracing::warn!(?conn, reason, "connection lost")
-        }
-        other => tracing::debug!(?other, "stream event"),
+    if event.is_warning() {
+        tracing::warn!(%event, "DingTalk Stream");
+    } else {
+        tracing::debug!(%event, "DingTalk Stream");
     }
 }

@@ -47,7 +47,6 @@ mod api;
 mod context;
 mod tls;
 
-use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,9 +56,10 @@ use std::time::{Duration, Instant};
 use dingtalk_core::model::{
     CardCallback, CardCallbackResponse, Event, GraphRequest, GraphResponse,
 };
+use dingtalk_core::topic::Handlers;
 use dingtalk_core::{
-    ConnId, Credentials, Delivery, DeliveryId, Endpoints, Frame, FrameType, Input, Outcome, Output,
-    RequestId, Session, SessionEvent, StreamConfig, Subscription, topic,
+    ConnId, Credentials, Delivery, DeliveryId, Endpoints, Frame, Input, Outcome, Output, RequestId,
+    Session, SessionEvent, StreamConfig, Subscription, topic,
 };
 use serde_json::Value;
 use tungstenite::stream::MaybeTlsStream;
@@ -96,8 +96,7 @@ type Handler = Arc<dyn Fn(Frame, &ApiClient) -> Outcome + Send + Sync>;
 pub struct ClientBuilder {
     config: StreamConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    callbacks: HashMap<String, Handler>,
-    events: Option<Handler>,
+    handlers: Handlers<Handler>,
     workers: usize,
     http_timeout: Duration,
     retry: RetryPolicy,
@@ -112,15 +111,6 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
-fn is_loopback_http(url: &str) -> bool {
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split(['/', '?']).next())
-        .unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-}
-
 fn failed(e: impl std::fmt::Display) -> Outcome {
     Outcome::Failed(e.to_string())
 }
@@ -133,8 +123,7 @@ impl ClientBuilder {
         Self {
             config,
             tls: None,
-            callbacks: HashMap::new(),
-            events: None,
+            handlers: Handlers::default(),
             workers: 16,
             http_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -144,8 +133,7 @@ impl ClientBuilder {
     /// Uses these hosts. A plain `http://` loopback gateway (the emulator) also allows `ws://`.
     #[must_use]
     pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.config.allow_insecure_ws = is_loopback_http(&endpoints.api);
-        self.config.endpoints = endpoints;
+        self.config.set_endpoints(endpoints);
         self
     }
 
@@ -179,15 +167,8 @@ impl ClientBuilder {
     }
 
     fn subscribe(&mut self, subscription: Subscription, handler: Handler) {
-        if subscription.kind == FrameType::Event {
-            self.events = Some(handler);
-        } else {
-            self.callbacks.insert(subscription.topic.clone(), handler);
-        }
-        self.config
-            .subscriptions
-            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
-        self.config.subscriptions.push(subscription);
+        self.handlers
+            .register(&mut self.config, subscription, handler);
     }
 
     /// Handles chatbot messages (acked on arrival).
@@ -296,8 +277,7 @@ impl ClientBuilder {
                 tls,
                 agent,
                 api,
-                callbacks: self.callbacks,
-                events: self.events,
+                handlers: self.handlers,
                 workers: self.workers,
                 tx,
                 rx: Mutex::new(rx),
@@ -321,8 +301,7 @@ struct Inner {
     tls: Arc<rustls::ClientConfig>,
     agent: ureq::Agent,
     api: ApiClient,
-    callbacks: HashMap<String, Handler>,
-    events: Option<Handler>,
+    handlers: Handlers<Handler>,
     workers: usize,
     tx: mpsc::Sender<Ev>,
     rx: Mutex<mpsc::Receiver<Ev>>,
@@ -368,19 +347,7 @@ impl StopHandle {
 /// Reads `DINGTALK_CLIENT_ID`, `DINGTALK_CLIENT_SECRET` and optionally
 /// `DINGTALK_OPENAPI_ENDPOINT` / `DINGTALK_OAPI_ENDPOINT`; `None` without credentials.
 pub fn env_config() -> Option<(Credentials, Endpoints)> {
-    let id = std::env::var("DINGTALK_CLIENT_ID").ok()?;
-    let secret = std::env::var("DINGTALK_CLIENT_SECRET").ok()?;
-    let mut endpoints = Endpoints::default();
-    if let Ok(api) = std::env::var("DINGTALK_OPENAPI_ENDPOINT") {
-        if is_loopback_http(&api) {
-            endpoints.oapi = api.clone();
-        }
-        endpoints.api = api;
-    }
-    if let Ok(oapi) = std::env::var("DINGTALK_OAPI_ENDPOINT") {
-        endpoints.oapi = oapi;
-    }
-    Some((Credentials::new(id, secret), endpoints))
+    dingtalk_core::config::from_env(|k| std::env::var(k).ok())
 }
 
 impl Client {
@@ -713,10 +680,7 @@ impl Driver {
 
     fn deliver(&mut self, delivery: Delivery) {
         let id = delivery.id;
-        let handler = match delivery.frame.kind {
-            FrameType::Event => self.inner.events.clone(),
-            _ => self.inner.callbacks.get(delivery.frame.topic()).cloned(),
-        };
+        let handler = self.inner.handlers.find(&delivery.frame).cloned();
         let tx = self.inner.tx.clone();
         let Some(handler) = handler else {
             let _ = tx.send(Ev::Complete(id, Outcome::Failed("no handler".into())));
@@ -780,12 +744,9 @@ fn connect(uri: &http::Uri, tls: Arc<rustls::ClientConfig>) -> Result<Ws, String
 }
 
 fn log_event(event: &SessionEvent) {
-    match event {
-        SessionEvent::Connected { conn } => tracing::info!(?conn, "connected to DingTalk"),
-        SessionEvent::OpenFailed { error } => tracing::warn!(%error, "open-connection failed"),
-        SessionEvent::ConnectionLost { conn, reason } => {
-            tracing::warn!(?conn, reason, "connection lost")
-        }
-        other => tracing::debug!(?other, "stream event"),
+    if event.is_warning() {
+        tracing::warn!(%event, "DingTalk Stream");
+    } else {
+        tracing::debug!(%event, "DingTalk Stream");
     }
 }

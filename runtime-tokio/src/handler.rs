@@ -1,6 +1,5 @@
 //! Handler registration: typed async closures, erased into one shape the run loop can call.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +7,7 @@ use std::sync::Arc;
 use dingtalk_core::model::{
     CardCallback, CardCallbackResponse, ChatbotMessage, Event, GraphRequest, GraphResponse,
 };
-use dingtalk_core::{Frame, FrameType, Outcome};
+use dingtalk_core::{Frame, Outcome};
 use serde_json::Value;
 
 use crate::api::ApiClient;
@@ -23,21 +22,7 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'stati
 pub(crate) type Erased = Arc<dyn Fn(Frame, ApiClient) -> BoxFuture + Send + Sync + 'static>;
 
 /// The handlers of a client, by frame type and topic.
-#[derive(Clone, Default)]
-pub(crate) struct Handlers {
-    pub(crate) callbacks: HashMap<String, Erased>,
-    pub(crate) events: Option<Erased>,
-}
-
-impl Handlers {
-    pub(crate) fn find(&self, frame: &Frame) -> Option<Erased> {
-        match frame.kind {
-            FrameType::Event => self.events.clone(),
-            FrameType::Callback => self.callbacks.get(frame.topic()).cloned(),
-            FrameType::System => None,
-        }
-    }
-}
+pub(crate) type Handlers = dingtalk_core::topic::Handlers<Erased>;
 
 fn failed(e: impl std::fmt::Display) -> Outcome {
     Outcome::Failed(e.to_string())

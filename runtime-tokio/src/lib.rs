@@ -98,21 +98,6 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
-fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
-}
-
 impl ClientBuilder {
     /// A builder for these credentials, with DingTalk's real hosts.
     pub fn new(credentials: Credentials) -> Self {
@@ -129,8 +114,7 @@ impl ClientBuilder {
     /// gateway (the emulator) also allows its `ws://` Stream endpoint.
     #[must_use]
     pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
-        self.config.allow_insecure_ws = is_loopback_http(&endpoints.api);
-        self.config.endpoints = endpoints;
+        self.config.set_endpoints(endpoints);
         self
     }
 
@@ -163,19 +147,8 @@ impl ClientBuilder {
     }
 
     fn register(&mut self, subscription: Subscription, handler: handler::Erased) {
-        match subscription.kind {
-            dingtalk_core::FrameType::Event => self.handlers.events = Some(handler),
-            _ => {
-                self.handlers
-                    .callbacks
-                    .insert(subscription.topic.clone(), handler);
-            }
-        }
-        let config = std::mem::replace(
-            &mut self.config,
-            StreamConfig::new(Credentials::new("", "")),
-        );
-        self.config = config.subscribe(subscription);
+        self.handlers
+            .register(&mut self.config, subscription, handler);
     }
 
     /// Handles chatbot messages (`/v1.0/im/bot/messages/get`). They are acked on arrival
@@ -321,19 +294,7 @@ impl StopHandle {
 /// URL, as in the official Python SDK) and `DINGTALK_OAPI_ENDPOINT`.
 /// Returns `None` when the credentials are not set.
 pub fn env_config() -> Option<(Credentials, Endpoints)> {
-    let id = std::env::var("DINGTALK_CLIENT_ID").ok()?;
-    let secret = std::env::var("DINGTALK_CLIENT_SECRET").ok()?;
-    let mut endpoints = Endpoints::default();
-    if let Ok(api) = std::env::var("DINGTALK_OPENAPI_ENDPOINT") {
-        if is_loopback_http(&api) {
-            endpoints.oapi = api.clone();
-        }
-        endpoints.api = api;
-    }
-    if let Ok(oapi) = std::env::var("DINGTALK_OAPI_ENDPOINT") {
-        endpoints.oapi = oapi;
-    }
-    Some((Credentials::new(id, secret), endpoints))
+    dingtalk_core::config::from_env(|k| std::env::var(k).ok())
 }
 
 impl Client {
@@ -574,7 +535,7 @@ impl Driver {
     fn deliver(&mut self, delivery: Delivery) {
         let tx = self.events.clone();
         let id = delivery.id;
-        let Some(handler) = self.inner.handlers.find(&delivery.frame) else {
+        let Some(handler) = self.inner.handlers.find(&delivery.frame).cloned() else {
             // Subscriptions come from the registered handlers, so this cannot happen unless a
             // subscription was added through `configure` without a handler.
             let _ = tx.send(Ev::Complete(id, Outcome::Failed("no handler".into())));
@@ -597,19 +558,10 @@ impl Driver {
 }
 
 fn log_event(event: &SessionEvent) {
-    match event {
-        SessionEvent::Connected { conn } => tracing::info!(?conn, "connected to DingTalk"),
-        SessionEvent::OpenFailed { error } => tracing::warn!(%error, "open-connection failed"),
-        SessionEvent::ReconnectScheduled { after, attempt } => {
-            tracing::info!(?after, attempt, "reconnecting")
-        }
-        SessionEvent::ConnectionLost { conn, reason } => {
-            tracing::warn!(?conn, reason, "connection lost")
-        }
-        SessionEvent::Draining { conn, reason } => {
-            tracing::info!(?conn, ?reason, "server rotates the connection")
-        }
-        other => tracing::debug!(?other, "stream event"),
+    if event.is_warning() {
+        tracing::warn!(%event, "DingTalk Stream");
+    } else {
+        tracing::debug!(%event, "DingTalk Stream");
     }
 }
 
