@@ -11,3 +11,34 @@ pub mod scenarios;
 pub mod tokio_harness;
 
 pub use harness::{BotSpec, Gate, Harness, RunningBot, Seen, Tweaks};
+
+/// Generates one `#[tokio::test]` per scenario for the harness `$harness` (the emulator runs on
+/// the test's tokio runtime; the bot under test runs however its adapter runs).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        $crate::conformance_suite!(@tests $harness;
+            echo_round_trip,
+            ping_echoed,
+            disconnect_loses_and_duplicates_nothing,
+            abrupt_close_reconnects_with_backoff,
+            duplicate_message_id_handled_once,
+            wrong_credentials_are_terminal,
+            malformed_and_unknown_frames_survived,
+            slow_handlers_do_not_block_pings,
+            graceful_stop_acks_in_flight_work,
+            token_expiry_is_refreshed_and_retried,
+            rate_limited_call_is_retried,
+            card_callback_answered_in_the_ack,
+            dead_connection_is_detected_and_replaced,
+            open_failures_are_retried,
+            handler_panic_is_contained,
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::scenarios::$name(&$harness).await;
+        }
+    )*};
+}
