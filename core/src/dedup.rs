@@ -4,6 +4,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The ack remembered for a message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedAck {
+    /// `200 {"response": null}` (an immediately acked bot message): rebuilt on replay, so the
+    /// common case stores no text.
+    ResponseNull,
+    /// The exact ack text that was sent.
+    Text(Arc<str>),
+}
+
 /// Completed `messageId`s with the ack text that was sent for them, so a redelivered copy gets
 /// the same ack without calling the handler again. Bounded by count and by age; the oldest
 /// entries go first.
@@ -11,7 +21,7 @@ use std::time::{Duration, Instant};
 pub struct DedupCache {
     capacity: usize,
     ttl: Duration,
-    acks: HashMap<Arc<str>, (Arc<str>, Instant)>,
+    acks: HashMap<Arc<str>, (CachedAck, Instant)>,
     order: VecDeque<(Instant, Arc<str>)>,
 }
 
@@ -37,13 +47,13 @@ impl DedupCache {
     }
 
     /// The ack remembered for `message_id`, unless it expired.
-    pub fn get(&mut self, message_id: &str, now: Instant) -> Option<Arc<str>> {
+    pub fn get(&mut self, message_id: &str, now: Instant) -> Option<CachedAck> {
         self.expire(now);
         self.acks.get(message_id).map(|(ack, _)| ack.clone())
     }
 
     /// Remembers the ack sent for `message_id`.
-    pub fn insert(&mut self, message_id: Arc<str>, ack: Arc<str>, now: Instant) {
+    pub fn insert(&mut self, message_id: Arc<str>, ack: CachedAck, now: Instant) {
         if self.capacity == 0 {
             return;
         }
@@ -87,12 +97,13 @@ mod tests {
     fn bounded_by_capacity_and_age() {
         let t0 = Instant::now();
         let mut c = DedupCache::new(2, Duration::from_secs(10));
-        c.insert("a".into(), "A".into(), t0);
-        c.insert("b".into(), "B".into(), t0);
-        c.insert("c".into(), "C".into(), t0);
+        c.insert("a".into(), CachedAck::Text("A".into()), t0);
+        c.insert("b".into(), CachedAck::ResponseNull, t0);
+        c.insert("c".into(), CachedAck::Text("C".into()), t0);
         assert_eq!(c.len(), 2);
         assert!(c.get("a", t0).is_none());
-        assert_eq!(c.get("c", t0).as_deref(), Some("C"));
+        assert_eq!(c.get("c", t0), Some(CachedAck::Text("C".into())));
+        assert_eq!(c.get("b", t0), Some(CachedAck::ResponseNull));
         assert!(c.get("b", t0 + Duration::from_secs(10)).is_none());
         assert!(c.is_empty());
     }

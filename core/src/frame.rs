@@ -8,8 +8,10 @@
 //!  "data":"{\"msgtype\":\"text\", ...}"}
 //! ```
 //!
-//! `data` is a *string* that holds JSON. [`Frame::parse`] keeps it as that string (one
-//! unescaped copy, no second parse on the hot path); [`Frame::data_json`] decodes it on demand.
+//! `data` is a *string* that holds JSON. [`Frame::parse`] keeps it exactly as it arrived — the
+//! escaped string literal, copied once, neither unescaped nor parsed — so routing and acking a
+//! frame never pay for a large payload; [`Frame::data_json`] and [`Frame::data_text`] decode it
+//! on demand, and a ping's ack echoes the literal as it came.
 //!
 //! ```
 //! use dingtalk_core::frame::{Frame, FrameType, Limits};
@@ -17,13 +19,17 @@
 //! let frame = Frame::parse(text, &Limits::default()).unwrap();
 //! assert_eq!(frame.kind, FrameType::System);
 //! assert_eq!(frame.headers.time, Some(1707286661313));
-//! assert_eq!(frame.data, r#"{"opaque":"abc"}"#);
+//! assert_eq!(frame.data_text().unwrap(), r#"{"opaque":"abc"}"#);
+//! assert_eq!(frame.data_raw(), r#""{\"opaque\":\"abc\"}""#);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The three frame types of Stream mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,8 +164,9 @@ pub struct Frame {
     pub kind: FrameType,
     /// `headers`.
     pub headers: Headers,
-    /// `data`: the JSON *text* the gateway sent (empty when absent).
-    pub data: String,
+    /// `data` as it arrived: the JSON string literal, quotes and escapes included (empty when
+    /// absent or `null`).
+    data: String,
 }
 
 impl Frame {
@@ -187,9 +194,39 @@ impl Frame {
         &self.headers.message_id
     }
 
-    /// Decodes `data` into any deserializable type (e.g. a payload model or `serde_json::Value`).
-    pub fn data_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, FrameError> {
+    /// Builds a frame from parts; `data` is the JSON text it carries (it is encoded as the
+    /// string literal the wire would hold).
+    pub fn new(kind: FrameType, headers: Headers, data: &str) -> Self {
+        Self {
+            spec_version: Some("1.0".to_owned()),
+            kind,
+            headers,
+            data: serde_json::to_string(data).unwrap_or_default(),
+        }
+    }
+
+    /// `data` exactly as it arrived: a JSON string literal (`"{\"a\":1}"`), or empty.
+    pub fn data_raw(&self) -> &str {
+        &self.data
+    }
+
+    /// Whether the frame carries no `data`.
+    pub fn data_is_empty(&self) -> bool {
+        self.data.is_empty() || self.data == "\"\""
+    }
+
+    /// `data` decoded: the JSON text the gateway sent (empty when absent).
+    pub fn data_text(&self) -> Result<String, FrameError> {
+        if self.data.is_empty() {
+            return Ok(String::new());
+        }
         serde_json::from_str(&self.data).map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+
+    /// Decodes `data` into any deserializable type (e.g. a payload model or `serde_json::Value`).
+    pub fn data_json<T: DeserializeOwned>(&self) -> Result<T, FrameError> {
+        let text = self.data_text()?;
+        serde_json::from_str(&text).map_err(|e| FrameError::Malformed(e.to_string()))
     }
 }
 
@@ -210,7 +247,7 @@ pub fn salvage_message_id(text: &str, limits: &Limits) -> Option<String> {
 
 struct RawFrame {
     spec_version: Option<String>,
-    kind: Option<String>,
+    kind: Option<Result<FrameType, String>>,
     headers: Option<Headers>,
     data: Option<String>,
 }
@@ -234,8 +271,10 @@ impl RawFrame {
     }
 
     fn into_frame(self) -> Result<Frame, FrameError> {
-        let kind_text = self.kind.ok_or(FrameError::MissingField("type"))?;
-        let kind = FrameType::from_wire(&kind_text).ok_or(FrameError::UnknownType(kind_text))?;
+        let kind = self
+            .kind
+            .ok_or(FrameError::MissingField("type"))?
+            .map_err(FrameError::UnknownType)?;
         let headers = self.headers.ok_or(FrameError::MissingField("headers"))?;
         if headers.topic.is_empty() {
             return Err(FrameError::MissingField("headers.topic"));
@@ -279,16 +318,26 @@ impl<'de> Visitor<'de> for FrameSeed<'_> {
             headers: None,
             data: None,
         };
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
                 "specVersion" => raw.spec_version = map.next_value::<Option<String>>()?,
-                "type" => raw.kind = map.next_value::<Option<String>>()?,
+                "type" => {
+                    raw.kind = map
+                        .next_value::<Option<Text<'de>>>()?
+                        .map(|t| FrameType::from_wire(&t.0).ok_or_else(|| t.0.into_owned()))
+                }
                 "headers" => {
                     raw.headers = Some(map.next_value_seed(HeadersSeed {
                         max: self.limits.max_headers,
                     })?)
                 }
-                "data" => raw.data = map.next_value::<Option<String>>()?,
+                "data" => {
+                    raw.data = match map.next_value::<Option<&'de RawValue>>()? {
+                        None => None,
+                        Some(v) if v.get().starts_with('"') => Some(v.get().to_owned()),
+                        Some(_) => return Err(de::Error::custom("`data` is not a string")),
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -319,27 +368,30 @@ impl<'de> Visitor<'de> for HeadersSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
         let mut h = Headers::default();
         let mut count = 0usize;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             count += 1;
             if count > self.max {
                 return Err(de::Error::custom(TOO_MANY_HEADERS));
             }
-            let value = map.next_value::<HeaderValue>()?.0;
+            let value = map.next_value::<HeaderValue<'de>>()?.0;
+            let owned = |v: Option<Cow<'de, str>>| v.map(Cow::into_owned);
             match key.as_ref() {
-                "topic" => h.topic = value.unwrap_or_default(),
-                "messageId" => h.message_id = value.unwrap_or_default(),
-                "contentType" => h.content_type = value,
-                "time" => h.time = parse_millis(value, "time")?,
-                "appId" => h.app_id = value,
-                "connectionId" => h.connection_id = value,
-                "eventType" => h.event_type = value,
-                "eventId" => h.event_id = value,
-                "eventCorpId" => h.event_corp_id = value,
-                "eventBornTime" => h.event_born_time = parse_millis(value, "eventBornTime")?,
-                "eventUnifiedAppId" => h.event_unified_app_id = value,
+                "topic" => h.topic = owned(value).unwrap_or_default(),
+                "messageId" => h.message_id = owned(value).unwrap_or_default(),
+                "contentType" => h.content_type = owned(value),
+                "time" => h.time = parse_millis(value.as_deref(), "time")?,
+                "appId" => h.app_id = owned(value),
+                "connectionId" => h.connection_id = owned(value),
+                "eventType" => h.event_type = owned(value),
+                "eventId" => h.event_id = owned(value),
+                "eventCorpId" => h.event_corp_id = owned(value),
+                "eventBornTime" => {
+                    h.event_born_time = parse_millis(value.as_deref(), "eventBornTime")?
+                }
+                "eventUnifiedAppId" => h.event_unified_app_id = owned(value),
                 other => {
                     if let Some(v) = value {
-                        h.extra.push((other.to_owned(), v));
+                        h.extra.push((other.to_owned(), v.into_owned()));
                     }
                 }
             }
@@ -348,7 +400,7 @@ impl<'de> Visitor<'de> for HeadersSeed {
     }
 }
 
-fn parse_millis<E: de::Error>(value: Option<String>, name: &str) -> Result<Option<i64>, E> {
+fn parse_millis<E: de::Error>(value: Option<&str>, name: &str) -> Result<Option<i64>, E> {
     match value {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(None),
@@ -360,44 +412,74 @@ fn parse_millis<E: de::Error>(value: Option<String>, name: &str) -> Result<Optio
     }
 }
 
-/// A header value: a string, or a number/bool kept as its text. `null` is absent.
-struct HeaderValue(Option<String>);
+/// A JSON string, borrowed from the input when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for HeaderValue {
+impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = HeaderValue;
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A header value: a string (borrowed when possible), or a number/bool kept as its text.
+/// `null` is absent.
+struct HeaderValue<'de>(Option<Cow<'de, str>>);
+
+impl<'de> Deserialize<'de> for HeaderValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderValue<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string, number or boolean header value")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(Some(v.to_owned())))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Borrowed(v))))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(Some(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Owned(v.to_owned()))))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(Some(v.to_string())))
+            fn visit_string<E: de::Error>(self, v: String) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Owned(v))))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(Some(v.to_string())))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<HeaderValue, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<HeaderValue<'de>, E> {
                 // Integral floats (e.g. `1.69e12`) are still timestamps.
-                if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                    Ok(HeaderValue(Some(format!("{}", v as i64))))
+                let text = if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    format!("{}", v as i64)
                 } else {
-                    Ok(HeaderValue(Some(v.to_string())))
-                }
+                    v.to_string()
+                };
+                Ok(HeaderValue(Some(Cow::Owned(text))))
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<HeaderValue, E> {
-                Ok(HeaderValue(Some(v.to_string())))
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<HeaderValue<'de>, E> {
+                Ok(HeaderValue(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<HeaderValue, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<HeaderValue<'de>, E> {
                 Ok(HeaderValue(None))
             }
-            fn visit_none<E: de::Error>(self) -> Result<HeaderValue, E> {
+            fn visit_none<E: de::Error>(self) -> Result<HeaderValue<'de>, E> {
                 Ok(HeaderValue(None))
             }
         }
@@ -417,6 +499,16 @@ pub mod status {
     pub const INTERNAL_ERROR: u16 = 500;
 }
 
+/// The `data` of an ack.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum AckData<'a> {
+    /// JSON text, serialized as a JSON *string*.
+    Text(&'a str),
+    /// An already encoded JSON string literal (a frame's [`Frame::data_raw`]), written as is.
+    Literal(&'a RawValue),
+}
+
 /// An ack to send back for one frame, exactly in the documented shape:
 /// `{"code":200,"headers":{"contentType":"application/json","messageId":"…"},"message":"OK","data":"<JSON text>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -427,9 +519,21 @@ pub struct Ack<'a> {
     pub headers: AckHeaders<'a>,
     /// Human-readable message (`OK` for 200).
     pub message: &'a str,
-    /// The data, as JSON text; serialized as a JSON *string*.
-    pub data: &'a str,
+    /// The data; always a JSON string on the wire.
+    pub data: AckData<'a>,
 }
+
+impl PartialEq for AckData<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Text(a), Self::Text(b)) => a == b,
+            (Self::Literal(a), Self::Literal(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for AckData<'_> {}
 
 /// The headers of an [`Ack`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -445,6 +549,20 @@ pub struct AckHeaders<'a> {
 impl<'a> Ack<'a> {
     /// Creates an ack for `message_id`.
     pub fn new(code: u16, message_id: &'a str, message: &'a str, data: &'a str) -> Self {
+        Self::with_data(code, message_id, message, AckData::Text(data))
+    }
+
+    /// An ack echoing a frame's `data` literal as it arrived (ping, disconnect); falls back to
+    /// an empty data string when the frame had none.
+    pub fn echo(code: u16, frame: &'a Frame, message: &'a str) -> Self {
+        let data = match serde_json::from_str::<&RawValue>(frame.data_raw()) {
+            Ok(raw) => AckData::Literal(raw),
+            Err(_) => AckData::Text(""),
+        };
+        Self::with_data(code, frame.message_id(), message, data)
+    }
+
+    fn with_data(code: u16, message_id: &'a str, message: &'a str, data: AckData<'a>) -> Self {
         Self {
             code,
             headers: AckHeaders {
@@ -458,8 +576,18 @@ impl<'a> Ack<'a> {
 
     /// Serializes the ack to the text sent over the WebSocket.
     pub fn to_text(&self) -> String {
-        // Serializing borrowed strings and an integer into a String cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        // One allocation, sized for the envelope plus the (escaped) data.
+        let data_len = match self.data {
+            AckData::Text(t) => t.len() * 5 / 4,
+            AckData::Literal(raw) => raw.get().len(),
+        };
+        let mut out =
+            Vec::with_capacity(96 + self.headers.message_id.len() + self.message.len() + data_len);
+        // Serializing borrowed strings and an integer cannot fail.
+        if serde_json::to_writer(&mut out, self).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -503,6 +631,11 @@ mod tests {
         );
         assert!(matches!(
             parse(r#"{"type":"EVENT","headers":{"topic":"*","messageId":"m"},"data":{"a":1}}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        // `data` is validated as a JSON string even though it is decoded lazily.
+        assert!(matches!(
+            parse(r#"{"type":"EVENT","headers":{"topic":"*","messageId":"m"},"data":"\q"}"#),
             Err(FrameError::Malformed(_))
         ));
         assert!(matches!(
@@ -562,6 +695,23 @@ mod tests {
             Frame::parse(&deep_type, &limits),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn echo_ack_writes_the_literal_as_it_came() {
+        let f = parse(r#"{"type":"SYSTEM","headers":{"topic":"ping","messageId":"p"},"data":"{\"opaque\":\"\u00e9\"}"}"#).unwrap();
+        let text = Ack::echo(200, &f, "OK").to_text();
+        assert_eq!(
+            text,
+            r#"{"code":200,"headers":{"contentType":"application/json","messageId":"p"},"message":"OK","data":"{\"opaque\":\"\u00e9\"}"}"#
+        );
+        let f = parse(r#"{"type":"SYSTEM","headers":{"topic":"ping","messageId":"p"}}"#).unwrap();
+        assert!(
+            Ack::echo(200, &f, "OK")
+                .to_text()
+                .ends_with(r#""data":""}"#)
+        );
+        assert_eq!(f.data_text().unwrap(), "");
     }
 
     #[test]

@@ -67,7 +67,7 @@
 //!             Output::Close { conn } => close(conn),
 //!             Output::PauseReading | Output::ResumeReading => {} // a real adapter obeys these
 //!             Output::Deliver(delivery) => {
-//!                 println!("{}: {}", delivery.frame.topic(), delivery.frame.data);
+//!                 println!("{}: {:?}", delivery.frame.topic(), delivery.frame.data_text());
 //!                 completions.push((delivery.id, Outcome::done()));
 //!             }
 //!             Output::Event(event) => eprintln!("{event:?}"),

@@ -530,7 +530,7 @@ pub struct Event {
 impl Event {
     /// Builds the event from an EVENT frame.
     pub fn from_frame(frame: &crate::frame::Frame) -> Result<Self, crate::frame::FrameError> {
-        let data = if frame.data.trim().is_empty() {
+        let data = if frame.data_is_empty() {
             Value::Null
         } else {
             frame.data_json()?

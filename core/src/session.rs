@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::config::StreamConfig;
-use crate::dedup::DedupCache;
+use crate::dedup::{CachedAck, DedupCache};
 use crate::error::{Error, OpenError};
 use crate::frame::{Ack, Frame, FrameError, FrameType, salvage_message_id, status};
 use crate::topic::{self, AckPolicy, Subscription};
@@ -912,11 +912,11 @@ impl Session {
     fn handle_system(&mut self, conn: ConnId, frame: Frame) {
         match frame.topic() {
             topic::PING => {
-                let ack = Ack::new(status::OK, frame.message_id(), "OK", &frame.data).to_text();
+                let ack = Ack::echo(status::OK, &frame, "OK").to_text();
                 self.send(conn, ack);
             }
             topic::DISCONNECT => {
-                let ack = Ack::new(status::OK, frame.message_id(), "OK", &frame.data).to_text();
+                let ack = Ack::echo(status::OK, &frame, "OK").to_text();
                 self.send(conn, ack);
                 let deadline = self.now + self.config.drain_timeout;
                 let Some(c) = self.conn_mut(conn) else { return };
@@ -971,7 +971,13 @@ impl Session {
         let now = self.now;
         if let Some(ack) = self.dedup.get(frame.message_id(), now) {
             self.stats.duplicates += 1;
-            self.send(conn, ack.to_string());
+            let text = match ack {
+                CachedAck::ResponseNull => {
+                    Ack::new(status::OK, frame.message_id(), "OK", RESPONSE_NULL).to_text()
+                }
+                CachedAck::Text(t) => t.to_string(),
+            };
+            self.send(conn, text);
             self.out.push_back(Output::Event(SessionEvent::Duplicate {
                 conn,
                 message_id: frame.headers.message_id,
@@ -1023,10 +1029,10 @@ impl Session {
         let mut deadline = None;
         match policy {
             AckPolicy::Immediate => {
-                let ack: Arc<str> =
-                    Arc::from(Ack::new(status::OK, &message_id, "OK", RESPONSE_NULL).to_text());
-                self.send(conn, ack.to_string());
-                self.dedup.insert(message_id.clone(), ack, now);
+                let ack = Ack::new(status::OK, &message_id, "OK", RESPONSE_NULL).to_text();
+                self.send(conn, ack);
+                self.dedup
+                    .insert(message_id.clone(), CachedAck::ResponseNull, now);
             }
             AckPolicy::AfterHandler { timeout } => {
                 waiting.push(conn);
@@ -1101,16 +1107,25 @@ impl Session {
         self.running = self.running.saturating_sub(1);
         if let AckPolicy::AfterHandler { .. } = f.policy {
             let (ack, success) = outcome_ack(f.kind, &mid, &outcome);
-            for conn in &f.waiting {
-                self.send(*conn, ack.clone());
-            }
             if success {
                 // Only successes are remembered: a failed message must reach the handler again
                 // when DingTalk redelivers it.
-                self.dedup.insert(mid, Arc::from(ack), self.now);
+                self.dedup
+                    .insert(mid, CachedAck::Text(Arc::from(ack.as_str())), self.now);
             }
+            self.send_all(&f.waiting, ack);
         }
         self.pump_queue();
+    }
+
+    /// Sends `text` to every connection in `conns`, copying it only for all but the last.
+    fn send_all(&mut self, conns: &[ConnId], text: String) {
+        if let Some((last, rest)) = conns.split_last() {
+            for conn in rest {
+                self.send(*conn, text.clone());
+            }
+            self.send(*last, text);
+        }
     }
 
     fn send(&mut self, conn: ConnId, text: String) {
@@ -1194,9 +1209,7 @@ impl Session {
         let kind = f.kind;
         self.stats.handler_timeouts += 1;
         let (ack, _) = outcome_ack(kind, &mid, &Outcome::Failed("handler timed out".into()));
-        for conn in waiting {
-            self.send(conn, ack.clone());
-        }
+        self.send_all(&waiting, ack);
         self.out
             .push_back(Output::Event(SessionEvent::HandlerTimedOut { id }));
     }

@@ -261,7 +261,7 @@ fn outgoing_callback_body_parses_into_the_stream_model() {
         "DJrE6qdyVGCQz9z5r2MDuNcNAhwYnuAkyj13cx169CA=",
         "this is a secret",
         1577262236757,
-        frame.data.as_bytes(),
+        frame.data_text().unwrap().as_bytes(),
     )
     .unwrap();
     assert_eq!(msg.sender_staff_id.as_deref(), Some("manager1234"));
@@ -464,7 +464,7 @@ fn crypto_round_trips_every_padding_length() {
 fn bot(name: &str) -> ChatbotMessage {
     let text = std::fs::read_to_string(format!("tests/fixtures/{name}.json")).unwrap();
     let frame = Frame::parse(text.trim(), &Limits::default()).unwrap();
-    ChatbotMessage::from_json(&frame.data).unwrap()
+    frame.data_json::<ChatbotMessage>().unwrap()
 }
 
 #[test]

@@ -250,7 +250,7 @@ impl ClientBuilder {
         let h: Handler = Arc::new(move |frame: Frame, api: ApiClient| {
             let f = f.clone();
             Box::pin(async move {
-                match ChatbotMessage::from_json(&frame.data) {
+                match frame.data_json::<ChatbotMessage>() {
                     Ok(message) => {
                         let ctx = BotContext {
                             message,

@@ -177,14 +177,15 @@ impl ClientBuilder {
     where
         F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        let h: Handler = Arc::new(move |frame: Frame, api: &ApiClient| {
-            match dingtalk_core::model::ChatbotMessage::from_json(&frame.data) {
+        let h: Handler =
+            Arc::new(move |frame: Frame, api: &ApiClient| match frame
+                .data_json::<dingtalk_core::model::ChatbotMessage>(
+            ) {
                 Ok(m) => Outcome::from_result(
                     f(BotContext::new(m, frame, api.clone())).map(|()| Value::Null),
                 ),
                 Err(e) => failed(format!("invalid bot message: {e}")),
-            }
-        });
+            });
         self.subscribe(Subscription::callback(topic::BOT_MESSAGE), h);
         self
     }

@@ -37,7 +37,7 @@ where
     Arc::new(move |frame: Frame, api: ApiClient| {
         let f = f.clone();
         Box::pin(async move {
-            let message = match ChatbotMessage::from_json(&frame.data) {
+            let message = match frame.data_json::<ChatbotMessage>() {
                 Ok(m) => m,
                 Err(e) => return failed(format!("invalid bot message: {e}")),
             };
