@@ -107,6 +107,26 @@
 //! | reconnect | `base · 2ⁿ + jitter` capped at `backoff_max`, reset by a frame; one open request at a time |
 //! | backpressure | `max_in_flight` handler calls; then up to `max_queued` waiting frames; then [`Output::PauseReading`] |
 //! | stop | stop reading, let handlers finish (bounded), send their acks, close everything, [`Output::Done`] |
+//!
+//! ## Limits on untrusted input
+//!
+//! Everything from the network is bounded, and exceeding a bound is a typed error or a counted
+//! drop, never a panic or unbounded growth:
+//!
+//! | what | default | where | past the limit |
+//! |---|---|---|---|
+//! | frame size | 1 MiB | [`Limits::max_frame_bytes`] | [`FrameError::TooLarge`], not parsed; ack 400 impossible (no id read) |
+//! | headers per frame | 64 | [`Limits::max_headers`] | [`FrameError::TooManyHeaders`], ack 400 |
+//! | JSON nesting | 128 levels | serde_json's recursion limit (frames, API bodies, payloads) | a `Malformed` / `InvalidResponse` error |
+//! | `data` payload | decoded only on demand | [`Frame::data_json`] | routing and acking never parse it |
+//! | remembered message ids | 10 000 for 5 min | [`StreamConfig::dedup_capacity`], [`StreamConfig::dedup_ttl`] | oldest forgotten |
+//! | handler calls in flight | 64 | [`StreamConfig::max_in_flight`] | frames wait in the queue |
+//! | queued frames | 1 024 (+64 slack) | [`StreamConfig::max_queued`] | [`Output::PauseReading`]; beyond the slack a frame is left unacked for redelivery ([`SessionEvent::Shed`]) |
+//! | duplicate copies waiting for one message | 16 | session | further copies left unacked |
+//! | ack `message` text of a failure | 256 bytes | session | truncated at a character boundary |
+//! | webhook body | 20 000 bytes | [`webhook::MAX_BODY_BYTES`] | [`ErrorKind::TooLarge`] before sending |
+//! | robot `msgParam` / recipients | 15 000 bytes / 20 users | [`api::robot`] | typed error before sending |
+//! | media upload | 20 MB (voice 2 MB), per-type extensions | [`api::media::MediaType`] | typed error before sending |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

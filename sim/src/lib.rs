@@ -55,6 +55,9 @@ pub struct SimConfig {
     pub disconnect_grace: Duration,
     /// Lifetime of a ticket (90 s for real).
     pub ticket_ttl: Duration,
+    /// Benchmark mode: acks and pushed frames are checked but not kept in the snapshot, so
+    /// long runs use constant memory.
+    pub bench_mode: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +69,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(7200),
             disconnect_grace: Duration::from_secs(10),
             ticket_ttl: Duration::from_secs(90),
+            bench_mode: false,
         }
     }
 }
@@ -222,8 +226,44 @@ struct Faults {
     rate_limit_calls: u32,
 }
 
+/// The result of [`Control::run_load`].
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Frames pushed and acked.
+    pub frames: usize,
+    /// From the first push to the last ack.
+    pub elapsed: Duration,
+    /// Push-to-ack latency of every frame, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadReport {
+    /// Acked frames per second.
+    pub fn frames_per_sec(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at quantile `q` (0.5 = median).
+    pub fn latency(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[i.min(self.latencies.len() - 1)]
+    }
+}
+
+struct Load {
+    pending: HashMap<String, Instant>,
+    latencies: Vec<Duration>,
+    permits: Arc<tokio::sync::Semaphore>,
+    done: Arc<tokio::sync::Notify>,
+    remaining: usize,
+}
+
 #[derive(Default)]
 struct State {
+    load: Option<Load>,
     snap: Snapshot,
     slots: BTreeMap<u64, ConnSlot>,
     tickets: HashMap<String, Instant>,
@@ -432,6 +472,8 @@ impl Control {
             if !id.is_empty() {
                 st.sent_kinds
                     .insert((conn, id.clone()), (kind.clone(), topic.clone()));
+            }
+            if !id.is_empty() && !self.shared.config.bench_mode {
                 st.snap.sent.push(SentFrame {
                     conn,
                     message_id: id,
@@ -763,6 +805,73 @@ impl Control {
         }
     }
 
+    /// Pushes `frames` (prebuilt texts with their message ids) on the newest live connection
+    /// with at most `window` un-acked at a time, and measures push-to-ack latency. Fails if the
+    /// acks do not all come within `timeout`.
+    pub async fn run_load(
+        &self,
+        frames: Vec<(String, String)>,
+        window: usize,
+        timeout: Duration,
+    ) -> Result<LoadReport, WaitTimeout> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
+        let done = Arc::new(tokio::sync::Notify::new());
+        let n = frames.len();
+        let tx = {
+            let mut st = self.shared.lock();
+            let conn =
+                Self::active_conn(&st).ok_or_else(|| WaitTimeout("a live connection".into()))?;
+            st.load = Some(Load {
+                pending: HashMap::with_capacity(n),
+                latencies: Vec::with_capacity(n),
+                permits: permits.clone(),
+                done: done.clone(),
+                remaining: n,
+            });
+            st.slots
+                .get(&conn)
+                .map(|s| s.tx.clone())
+                .ok_or_else(|| WaitTimeout("a live connection".into()))?
+        };
+        let start = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let finished = done.notified();
+        tokio::pin!(finished);
+        for (id, text) in frames {
+            match tokio::time::timeout_at(deadline, permits.acquire()).await {
+                Ok(Ok(p)) => p.forget(),
+                _ => return Err(WaitTimeout("a free slot in the ack window".into())),
+            }
+            if let Some(load) = self.shared.lock().load.as_mut() {
+                load.pending.insert(id, Instant::now());
+            }
+            if tx.send(Cmd::Text(text)).is_err() {
+                return Err(WaitTimeout("the connection to stay open".into()));
+            }
+        }
+        if n > 0
+            && tokio::time::timeout_at(deadline, &mut finished)
+                .await
+                .is_err()
+        {
+            return Err(WaitTimeout("every ack of the load run".into()));
+        }
+        let elapsed = start.elapsed();
+        let mut latencies = self
+            .shared
+            .lock()
+            .load
+            .take()
+            .map(|l| l.latencies)
+            .unwrap_or_default();
+        latencies.sort_unstable();
+        Ok(LoadReport {
+            frames: n,
+            elapsed,
+            latencies,
+        })
+    }
+
     /// Waits until `n` connections are open and not draining.
     pub async fn wait_connections(&self, n: usize, timeout: Duration) -> Result<(), WaitTimeout> {
         self.wait_for(&format!("{n} live connections"), timeout, |s| {
@@ -865,6 +974,45 @@ async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
 
 fn record_ack(shared: &Shared, conn: u64, text: &str) {
     let mut st = shared.lock();
+    if st.load.is_some() {
+        // Fast path of a load run: find the message id without building a JSON tree.
+        #[derive(serde::Deserialize)]
+        struct AckHeaders<'a> {
+            #[serde(rename = "messageId", borrow)]
+            message_id: &'a str,
+        }
+        #[derive(serde::Deserialize)]
+        struct AckFrame<'a> {
+            #[serde(borrow)]
+            headers: AckHeaders<'a>,
+            code: i64,
+        }
+        let mut bad_code = None;
+        let mut handled = false;
+        if let (Ok(ack), Some(load)) =
+            (serde_json::from_str::<AckFrame<'_>>(text), st.load.as_mut())
+        {
+            if let Some(sent) = load.pending.remove(ack.headers.message_id) {
+                handled = true;
+                if ack.code == 200 {
+                    load.latencies.push(sent.elapsed());
+                } else {
+                    bad_code = Some(ack.code);
+                }
+                load.permits.add_permits(1);
+                load.remaining = load.remaining.saturating_sub(1);
+                if load.remaining == 0 {
+                    load.done.notify_one();
+                }
+            }
+        }
+        if let Some(code) = bad_code {
+            st.snap.violations.push(format!("load frame acked {code}"));
+        }
+        if handled {
+            return;
+        }
+    }
     let parsed: Result<Value, _> = serde_json::from_str(text);
     let Ok(v) = parsed else {
         st.snap
@@ -915,6 +1063,12 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
     }
     for p in problems {
         st.snap.violations.push(format!("conn {conn}: {p}: {text}"));
+    }
+    if shared.config.bench_mode {
+        st.sent_kinds.remove(&(conn, message_id));
+        drop(st);
+        shared.changed();
+        return;
     }
     st.snap.acks.push(AckRecord {
         conn,
