@@ -21,6 +21,16 @@ pub enum ClientError {
     Transport(String),
 }
 
+impl ClientError {
+    /// The API error, if DingTalk answered (or the SDK refused the call before sending).
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            Self::Transport(_) => None,
+        }
+    }
+}
+
 struct Tokens {
     cache: Mutex<TokenCache>,
     refreshed: Condvar,

@@ -24,7 +24,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The API error, if DingTalk answered.
-    pub fn api(&self) -> Option<&ApiError> {
+    pub fn api_error(&self) -> Option<&ApiError> {
         match self {
             Self::Api(e) => Some(e),
             Self::Transport(_) => None,
