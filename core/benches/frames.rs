@@ -21,6 +21,15 @@ fn frames(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let one = bot.replace("{ID}", "bench-1");
+    // Baseline in the same run: what a typical SDK does with a frame (a full JSON tree of the
+    // frame, then of its `data`).
+    g.bench_function("baseline_value_tree_bot_1kb", |b| {
+        b.iter(|| {
+            let v: serde_json::Value = serde_json::from_str(black_box(&one)).unwrap();
+            let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            (v, data)
+        })
+    });
     g.bench_function("parse_bot_1kb", |b| {
         b.iter(|| Frame::parse(black_box(&one), &Limits::default()).unwrap())
     });
