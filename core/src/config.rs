@@ -132,12 +132,21 @@ impl Endpoints {
 /// assert_eq!(creds.client_id(), "id");
 /// assert_eq!(endpoints.oapi, "http://127.0.0.1:8099");
 /// assert!(from_env(|_| None).is_none());
+/// let overseas = |k: &str| match k {
+///     "DINGTALK_OPENAPI_ENDPOINT" => Some("https://api.dingtalk.io".to_string()),
+///     _ => Some("x".to_string()),
+/// };
+/// assert_eq!(from_env(overseas).unwrap().1.oapi, "https://oapi.dingtalk.io");
 /// ```
 pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Option<(Credentials, Endpoints)> {
     let id = var("DINGTALK_CLIENT_ID")?;
     let secret = var("DINGTALK_CLIENT_SECRET")?;
     let mut endpoints = Endpoints::default();
     if let Some(api) = var("DINGTALK_OPENAPI_ENDPOINT") {
+        let api = api.trim_end_matches('/').to_owned();
+        if api == Endpoints::overseas().api {
+            endpoints = Endpoints::overseas();
+        }
         endpoints.api = api;
         if endpoints.is_loopback_http() {
             endpoints.oapi = endpoints.api.clone();
