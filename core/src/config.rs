@@ -134,7 +134,8 @@ impl Endpoints {
 /// assert!(from_env(|_| None).is_none());
 /// let overseas = |k: &str| match k {
 ///     "DINGTALK_OPENAPI_ENDPOINT" => Some("https://api.dingtalk.io".to_string()),
-///     _ => Some("x".to_string()),
+///     "DINGTALK_CLIENT_ID" | "DINGTALK_CLIENT_SECRET" => Some("x".to_string()),
+///     _ => None,
 /// };
 /// assert_eq!(from_env(overseas).unwrap().1.oapi, "https://oapi.dingtalk.io");
 /// ```
