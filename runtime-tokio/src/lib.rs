@@ -40,6 +40,8 @@
 mod api;
 mod context;
 mod handler;
+#[cfg(feature = "http-callback")]
+pub mod http_callback;
 mod tls;
 
 use std::collections::HashMap;
