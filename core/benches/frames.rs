@@ -26,7 +26,8 @@ fn frames(c: &mut Criterion) {
     g.bench_function("baseline_value_tree_bot_1kb", |b| {
         b.iter(|| {
             let v: serde_json::Value = serde_json::from_str(black_box(&one)).unwrap();
-            let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            let data: serde_json::Value =
+                serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
             (v, data)
         })
     });

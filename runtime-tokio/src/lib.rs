@@ -56,7 +56,7 @@ use dingtalk_core::{
     ConnId, Credentials, Delivery, Endpoints, Input, Outcome, Output, RequestId, Session,
     SessionEvent, StreamConfig, Subscription, topic,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -340,15 +340,25 @@ impl Client {
 
 enum Ev {
     Http(RequestId, Result<http::Response<Vec<u8>>, String>),
-    Connected(
-        ConnId,
-        Result<(ConnHandle, tokio::task::JoinHandle<()>), String>,
-    ),
-    Text(ConnId, String),
-    Pong(ConnId),
-    Closed(ConnId, String),
+    Connected(ConnId, Result<NewConn, String>),
     Complete(dingtalk_core::DeliveryId, Outcome),
 }
+
+/// A handshaken connection: its writer task and the read half the driver polls itself.
+struct NewConn {
+    handle: ConnHandle,
+    writer: tokio::task::JoinHandle<()>,
+    stream: futures_util::stream::SplitStream<WsStream>,
+}
+
+/// What a connection's read half produced (`None`: the stream ended).
+type ReadItem = (
+    ConnId,
+    Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+);
+type Readers = futures_util::stream::SelectAll<
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = ReadItem> + Send>>,
+>;
 
 enum WsCmd {
     Text(String),
@@ -366,7 +376,11 @@ struct Driver {
     conns: HashMap<ConnId, ConnHandle>,
     events: mpsc::UnboundedSender<Ev>,
     rx: mpsc::UnboundedReceiver<Ev>,
-    paused: watch::Sender<bool>,
+    /// Every connection's read half, polled by the driver itself (no task hop per frame).
+    readers: Readers,
+    /// Ends a connection's read half when the session closes it.
+    aborts: HashMap<ConnId, futures_util::stream::AbortHandle>,
+    paused: bool,
     fatal: Option<dingtalk_core::Error>,
     writers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -374,14 +388,15 @@ struct Driver {
 impl Driver {
     fn new(inner: Arc<Inner>, session: Session) -> Self {
         let (events, rx) = mpsc::unbounded_channel();
-        let (paused, _) = watch::channel(false);
         Self {
             inner,
             session,
             conns: HashMap::new(),
             events,
             rx,
-            paused,
+            readers: futures_util::stream::SelectAll::new(),
+            aborts: HashMap::new(),
+            paused: false,
             fatal: None,
             writers: Vec::new(),
         }
@@ -411,10 +426,22 @@ impl Driver {
                 ev = self.rx.recv() => {
                     if let Some(ev) = ev {
                         self.handle(ev);
-                        // Take whatever else is ready before draining, so a burst of frames
-                        // produces a burst of acks that the writer flushes once.
                         while let Ok(ev) = self.rx.try_recv() {
                             self.handle(ev);
+                        }
+                    }
+                }
+                Some(item) = self.readers.next(), if !self.paused && !self.readers.is_empty() => {
+                    self.read(item);
+                    // Take every frame already received before draining, so a burst of
+                    // frames produces a burst of acks that the writer flushes once.
+                    for _ in 0..64 {
+                        if self.paused {
+                            break;
+                        }
+                        match self.readers.next().now_or_never() {
+                            Some(Some(item)) => self.read(item),
+                            _ => break,
                         }
                     }
                 }
@@ -441,19 +468,58 @@ impl Driver {
         match ev {
             Ev::Http(id, Ok(response)) => self.input(Input::HttpResponse { id, response }),
             Ev::Http(id, Err(reason)) => self.input(Input::HttpFailed { id, reason }),
-            Ev::Connected(conn, Ok((handle, writer))) => {
-                self.writers.push(writer);
-                self.conns.insert(conn, handle);
+            Ev::Connected(conn, Ok(new)) => {
+                self.writers.retain(|w| !w.is_finished());
+                self.writers.push(new.writer);
+                self.conns.insert(conn, new.handle);
+                let (stream, abort) = futures_util::stream::abortable(
+                    new.stream
+                        .map(move |m| (conn, Some(m)))
+                        .chain(futures_util::stream::once(async move { (conn, None) })),
+                );
+                self.aborts.insert(conn, abort);
+                self.readers.push(Box::pin(stream));
                 self.input(Input::Connected { conn });
             }
             Ev::Connected(conn, Err(reason)) => self.input(Input::ConnectFailed { conn, reason }),
-            Ev::Text(conn, text) => self.input(Input::Text { conn, text: &text }),
-            Ev::Pong(conn) => self.input(Input::Pong { conn }),
-            Ev::Closed(conn, reason) => {
-                self.conns.remove(&conn);
-                self.input(Input::Closed { conn, reason });
-            }
             Ev::Complete(id, outcome) => self.input(Input::Complete { id, outcome }),
+        }
+    }
+
+    fn read(&mut self, (conn, item): ReadItem) {
+        if !self.aborts.contains_key(&conn) {
+            return; // a connection the session already closed
+        }
+        let closed = match item {
+            Some(Ok(Message::Text(t))) => {
+                self.input(Input::Text {
+                    conn,
+                    text: t.as_str(),
+                });
+                None
+            }
+            Some(Ok(Message::Binary(b))) => {
+                match std::str::from_utf8(&b) {
+                    Ok(text) => self.input(Input::Text { conn, text }),
+                    Err(_) => self.input(Input::Pong { conn }),
+                }
+                None
+            }
+            Some(Ok(Message::Close(frame))) => Some(frame.map_or_else(
+                || "closed".to_owned(),
+                |f| format!("closed: {} {}", f.code, f.reason),
+            )),
+            Some(Ok(_)) => {
+                self.input(Input::Pong { conn });
+                None
+            }
+            Some(Err(e)) => Some(e.to_string()),
+            None => Some("end of stream".to_owned()),
+        };
+        if let Some(reason) = closed {
+            self.aborts.remove(&conn);
+            self.conns.remove(&conn);
+            self.input(Input::Closed { conn, reason });
         }
     }
 
@@ -475,13 +541,12 @@ impl Driver {
                 Output::Close { conn } => {
                     self.command(conn, WsCmd::Close);
                     self.conns.remove(&conn);
+                    if let Some(abort) = self.aborts.remove(&conn) {
+                        abort.abort();
+                    }
                 }
-                Output::PauseReading => {
-                    self.paused.send_replace(true);
-                }
-                Output::ResumeReading => {
-                    self.paused.send_replace(false);
-                }
+                Output::PauseReading => self.paused = true,
+                Output::ResumeReading => self.paused = false,
                 Output::Deliver(delivery) => self.deliver(delivery),
                 Output::Event(event) => log_event(&event),
                 Output::Error(error) => {
@@ -506,7 +571,6 @@ impl Driver {
     fn connect(&mut self, conn: ConnId, uri: String) {
         let tls = self.inner.tls.clone();
         let tx = self.events.clone();
-        let paused = self.paused.subscribe();
         tokio::spawn(async move {
             let connector = tokio_tungstenite::Connector::Rustls(tls);
             let result = tokio_tungstenite::connect_async_tls_with_config(
@@ -521,11 +585,14 @@ impl Driver {
                     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
                     let (sink, stream) = ws.split();
                     let writer = tokio::spawn(writer(sink, cmd_rx));
-                    // Announce the connection before its first frame can be read, so the
-                    // driver knows where to send that frame's ack.
-                    let handle = ConnHandle { cmd: cmd_tx };
-                    let _ = tx.send(Ev::Connected(conn, Ok((handle, writer))));
-                    tokio::spawn(reader(conn, stream, tx, paused));
+                    // The driver reads the stream itself, so the connection is known before
+                    // its first frame is read and that frame's ack has somewhere to go.
+                    let new = NewConn {
+                        handle: ConnHandle { cmd: cmd_tx },
+                        writer,
+                        stream,
+                    };
+                    let _ = tx.send(Ev::Connected(conn, Ok(new)));
                 }
                 Err(e) => {
                     let _ = tx.send(Ev::Connected(conn, Err(e.to_string())));
@@ -544,16 +611,15 @@ impl Driver {
             return;
         };
         let api = self.inner.api.clone();
-        let task = tokio::spawn(handler(delivery.frame, api));
+        // One task per delivery; a panic is caught inside it and becomes a failure outcome.
         tokio::spawn(async move {
-            let outcome = match task.await {
-                Ok(outcome) => outcome,
-                Err(e) if e.is_panic() => {
+            let outcome = std::panic::AssertUnwindSafe(handler(delivery.frame, api))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
                     tracing::error!("handler panicked");
                     Outcome::Failed("handler panicked".into())
-                }
-                Err(_) => Outcome::Failed("handler cancelled".into()),
-            };
+                });
             let _ = tx.send(Ev::Complete(id, outcome));
         });
     }
@@ -597,46 +663,4 @@ async fn writer(
     }
     // The driver dropped the connection without a Close (it stopped): close politely.
     let _ = sink.close().await;
-}
-
-async fn reader(
-    conn: ConnId,
-    mut stream: futures_util::stream::SplitStream<WsStream>,
-    tx: mpsc::UnboundedSender<Ev>,
-    mut paused: watch::Receiver<bool>,
-) {
-    loop {
-        while *paused.borrow_and_update() {
-            if paused.changed().await.is_err() {
-                return;
-            }
-        }
-        let ev = match stream.next().await {
-            Some(Ok(Message::Text(t))) => Ev::Text(conn, t.as_str().to_owned()),
-            Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
-                Ok(t) => Ev::Text(conn, t),
-                Err(_) => Ev::Pong(conn),
-            },
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ev::Pong(conn),
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map_or_else(
-                    || "closed".to_owned(),
-                    |f| format!("closed: {} {}", f.code, f.reason),
-                );
-                let _ = tx.send(Ev::Closed(conn, reason));
-                return;
-            }
-            Some(Err(e)) => {
-                let _ = tx.send(Ev::Closed(conn, e.to_string()));
-                return;
-            }
-            None => {
-                let _ = tx.send(Ev::Closed(conn, "end of stream".into()));
-                return;
-            }
-        };
-        if tx.send(ev).is_err() {
-            return;
-        }
-    }
 }

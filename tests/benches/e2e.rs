@@ -20,7 +20,7 @@ use dingtalk_core::Credentials;
 use dingtalk_core::Endpoints;
 use dingtalk_sim::{Chat, Sim, SimConfig};
 
-const TARGETS: [&str; 4] = ["floor", "tokio", "blocking", "async-std"];
+const TARGETS: [&str; 5] = ["floor", "tokio", "tokio-1thread", "blocking", "async-std"];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -204,8 +204,15 @@ fn child(target: &str, base: &str) {
     let endpoints = Endpoints::single(base);
     match target {
         "floor" => floor(base),
-        "tokio" => {
-            let rt = tokio::runtime::Runtime::new().unwrap();
+        "tokio" | "tokio-1thread" => {
+            let rt = if target == "tokio" {
+                tokio::runtime::Runtime::new().unwrap()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
             let client = dingtalk_tokio::Client::builder(creds)
                 .endpoints(endpoints)
                 .on_bot_message(|_ctx| async { Ok::<(), dingtalk_tokio::HandlerError>(()) })
