@@ -253,3 +253,25 @@ pub fn classify_code(code: &str) -> ErrorKind {
         _ => ErrorKind::Other,
     }
 }
+
+/// Why running an API call failed, as every adapter reports it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// DingTalk (or the SDK's own pre-send check) refused the call.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The request could not be sent or its answer not received.
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The API error, if DingTalk answered (or the SDK refused the call before sending).
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            Self::Api(e) => Some(e),
+            Self::Transport(_) => None,
+        }
+    }
+}

@@ -7,30 +7,10 @@ use std::time::{Duration, Instant};
 use dingtalk_core::api::retry::{Attempts, Next, RetryPolicy};
 use dingtalk_core::api::{ApiCall, build_request, parse_response};
 use dingtalk_core::auth::{TokenCache, TokenStep};
-use dingtalk_core::{ApiError, Credentials, Endpoints};
+use dingtalk_core::{Credentials, Endpoints};
 use tokio::sync::Notify;
 
-/// Why an API call failed.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
-    /// DingTalk (or the SDK's own pre-send check) refused the call.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The request could not be sent or its answer not received.
-    #[error("transport error: {0}")]
-    Transport(String),
-}
-
-impl ClientError {
-    /// The API error, if DingTalk answered.
-    pub fn api_error(&self) -> Option<&ApiError> {
-        match self {
-            Self::Api(e) => Some(e),
-            Self::Transport(_) => None,
-        }
-    }
-}
+pub use dingtalk_core::error::ClientError;
 
 struct Tokens {
     cache: Mutex<TokenCache>,
