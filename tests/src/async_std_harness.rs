@@ -1,14 +1,12 @@
 //! The async-io adapter under the conformance suite, on the async-std executor or on smol.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use dingtalk_async_std::{Client, EventAck, HandlerError, StopHandle};
+use dingtalk_async_std::{Client, EventAck, HandlerError};
 use dingtalk_core::{Credentials, Endpoints};
 use dingtalk_sim::Control;
 
-use crate::harness::{BotSpec, Harness, RunningBot, card_response};
+use crate::harness::{BotSpec, Harness, RunningBot, ThreadBot, card_response};
 use crate::tokio_harness::apply_tweaks;
 
 /// Which executor drives `Client::run`.
@@ -23,30 +21,6 @@ pub enum Executor {
 /// Runs bots with `dingtalk-async-std` on a dedicated thread.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncStdHarness(pub Executor);
-
-struct Running {
-    stop: StopHandle,
-    thread: std::thread::JoinHandle<Result<(), dingtalk_async_std::Error>>,
-}
-
-impl RunningBot for Running {
-    fn stop(&self) {
-        self.stop.stop();
-    }
-
-    fn join(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        Box::pin(async move {
-            let joined = tokio::task::spawn_blocking(move || self.thread.join())
-                .await
-                .map_err(|e| e.to_string())?;
-            match joined {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("{e:?}")),
-                Err(_) => Err("the bot thread panicked".into()),
-            }
-        })
-    }
-}
 
 impl Harness for AsyncStdHarness {
     fn name(&self) -> &'static str {
@@ -110,10 +84,12 @@ impl Harness for AsyncStdHarness {
             .expect("client builds");
         let stop = client.stop_handle();
         let executor = self.0;
-        let thread = std::thread::spawn(move || match executor {
-            Executor::AsyncStd => async_std::task::block_on(client.run()),
-            Executor::Smol => smol::block_on(client.run()),
-        });
-        Box::new(Running { stop, thread })
+        ThreadBot::spawn(
+            move || stop.stop(),
+            move || match executor {
+                Executor::AsyncStd => async_std::task::block_on(client.run()),
+                Executor::Smol => smol::block_on(client.run()),
+            },
+        )
     }
 }

@@ -1,43 +1,17 @@
 //! The blocking adapter under the conformance suite: each bot runs on its own thread.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use dingtalk_blocking::{Client, EventAck, HandlerError, RetryPolicy, StopHandle};
+use dingtalk_blocking::{Client, EventAck, HandlerError, RetryPolicy};
 use dingtalk_core::{Credentials, Endpoints};
 use dingtalk_sim::Control;
 
-use crate::harness::{BotSpec, Harness, RunningBot, card_response};
+use crate::harness::{BotSpec, Harness, RunningBot, ThreadBot, card_response};
 use crate::tokio_harness::apply_tweaks;
 
 /// Runs bots with `dingtalk-blocking`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BlockingHarness;
-
-struct Running {
-    stop: StopHandle,
-    thread: std::thread::JoinHandle<Result<(), dingtalk_blocking::Error>>,
-}
-
-impl RunningBot for Running {
-    fn stop(&self) {
-        self.stop.stop();
-    }
-
-    fn join(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        Box::pin(async move {
-            let joined = tokio::task::spawn_blocking(move || self.thread.join())
-                .await
-                .map_err(|e| e.to_string())?;
-            match joined {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("{e:?}")),
-                Err(_) => Err("the bot thread panicked".into()),
-            }
-        })
-    }
-}
 
 impl Harness for BlockingHarness {
     fn name(&self) -> &'static str {
@@ -95,7 +69,6 @@ impl Harness for BlockingHarness {
             .build()
             .expect("client builds");
         let stop = client.stop_handle();
-        let thread = std::thread::spawn(move || client.run());
-        Box::new(Running { stop, thread })
+        ThreadBot::spawn(move || stop.stop(), move || client.run())
     }
 }

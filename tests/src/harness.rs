@@ -261,3 +261,41 @@ pub trait Harness: Sync {
         spec: std::sync::Arc<BotSpec>,
     ) -> Box<dyn RunningBot>;
 }
+
+/// A bot whose `run` occupies its own thread (the blocking and async-std adapters).
+pub struct ThreadBot<E> {
+    stop: Box<dyn Fn() + Send>,
+    thread: std::thread::JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug + Send + 'static> ThreadBot<E> {
+    /// Runs `run` on a new thread; `stop` asks it to stop.
+    pub fn spawn(
+        stop: impl Fn() + Send + 'static,
+        run: impl FnOnce() -> Result<(), E> + Send + 'static,
+    ) -> Box<dyn RunningBot> {
+        Box::new(Self {
+            stop: Box::new(stop),
+            thread: std::thread::spawn(run),
+        })
+    }
+}
+
+impl<E: std::fmt::Debug + Send + 'static> RunningBot for ThreadBot<E> {
+    fn stop(&self) {
+        (self.stop)();
+    }
+
+    fn join(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move {
+            let joined = tokio::task::spawn_blocking(move || self.thread.join())
+                .await
+                .map_err(|e| e.to_string())?;
+            match joined {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{e:?}")),
+                Err(_) => Err("the bot thread panicked".into()),
+            }
+        })
+    }
+}
