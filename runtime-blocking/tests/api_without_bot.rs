@@ -31,7 +31,8 @@ fn signed_custom_robot_and_api_call_from_a_sync_program() {
     let api = ApiClient::new(
         Credentials::new(id, secret),
         Endpoints::single(sim.base_url()),
-    );
+    )
+    .unwrap();
 
     let send = |secret: &str| CustomRobotSend {
         webhook: format!("{}/robot/send?access_token=robot-token", sim.base_url()),

@@ -9,7 +9,7 @@
 //! use dingtalk_core::callback::EventCrypto;
 //! let crypto = EventCrypto::new("token", "43-character-EncodingAESKey-from-the-console", "appkey")
 //!     .expect("valid key");
-//! let app = client.callback_router(Some(crypto)); // POST /robot and POST /events
+//! let app = dingtalk_tokio::http_callback::router(&client, Some(crypto)); // POST /robot, /events
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 //! axum::serve(listener, app).await
 //! # }
@@ -28,27 +28,25 @@ use dingtalk_core::callback::{EventCrypto, parse_outgoing};
 use dingtalk_core::{Frame, FrameType, Headers, Outcome, topic};
 use serde_json::{Value, json};
 
-use crate::{Client, context};
+use crate::{Client, unix_ms};
 
 struct CallbackState {
     client: Client,
     crypto: Option<EventCrypto>,
 }
 
-impl Client {
-    /// An axum router with `POST /robot` (outgoing-robot callbacks, verified with the app
-    /// secret) and, when `crypto` is given, `POST /events` (event subscription). Both use the
-    /// handlers registered on this client.
-    pub fn callback_router(&self, crypto: Option<EventCrypto>) -> Router {
-        let state = Arc::new(CallbackState {
-            client: self.clone(),
-            crypto,
-        });
-        Router::new()
-            .route("/robot", post(robot))
-            .route("/events", post(events))
-            .with_state(state)
-    }
+/// An axum router with `POST /robot` (outgoing-robot callbacks, verified with the app secret)
+/// and, when `crypto` is given, `POST /events` (event subscription). Both use the handlers
+/// registered on `client`.
+pub fn router(client: &Client, crypto: Option<EventCrypto>) -> Router {
+    let state = Arc::new(CallbackState {
+        client: client.clone(),
+        crypto,
+    });
+    Router::new()
+        .route("/robot", post(robot))
+        .route("/events", post(events))
+        .with_state(state)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -59,9 +57,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 async fn run_handler(state: &CallbackState, frame: Frame) -> Option<Outcome> {
-    let handler = state.client.inner.handlers.find(&frame).cloned()?;
-    let api = state.client.inner.api.clone();
-    Some(match tokio::spawn(handler(frame, api)).await {
+    let call = state.client.dispatch(frame)?;
+    Some(match tokio::spawn(call).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Failed("handler panicked".into()),
     })
@@ -72,12 +69,12 @@ async fn robot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let secret = state.client.inner.config.credentials.client_secret();
+    let secret = state.client.config().credentials.client_secret();
     let message = match parse_outgoing(
         header(&headers, "timestamp"),
         header(&headers, "sign"),
         secret,
-        context::unix_ms(),
+        unix_ms(),
         &body,
     ) {
         Ok(m) => m,
@@ -154,7 +151,7 @@ async fn events(
     let nonce: [u8; 8] = random_alnum();
     let reply = crypto.encrypt(
         "success",
-        &context::unix_ms().to_string(),
+        &unix_ms().to_string(),
         &String::from_utf8_lossy(&nonce),
         random_alnum::<16>(),
     );

@@ -36,7 +36,7 @@ fn http() -> reqwest::Client {
 async fn serve(client: &Client, crypto: Option<EventCrypto>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = client.callback_router(crypto);
+    let app = dingtalk_tokio::http_callback::router(client, crypto);
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }

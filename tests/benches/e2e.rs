@@ -250,14 +250,18 @@ fn floor(base: &str) {
         "clientId": cfg.client_id, "clientSecret": cfg.client_secret,
         "subscriptions": [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}], "ua": "floor",
     });
-    let agent = dingtalk_blocking::agent(Duration::from_secs(10));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let request = http::Request::post(format!("{base}/v1.0/gateway/connections/open"))
         .header("content-type", "application/json")
         .header("accept", "application/json")
         .body(body.to_string().into_bytes())
         .unwrap();
-    let response = dingtalk_blocking::send(&agent, request).unwrap();
-    let open: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    let mut response = agent.run(request).unwrap();
+    let open: serde_json::Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
     let url = format!(
         "{}?ticket={}",
         open["endpoint"].as_str().unwrap(),

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use dingtalk_async_std::{Client, EventAck, HandlerError};
-use dingtalk_core::{Credentials, Endpoints};
+use dingtalk_async_std::Client;
+use dingtalk_core::Credentials;
 use dingtalk_sim::Control;
 
-use crate::harness::{BotSpec, Harness, RunningBot, ThreadBot, card_response};
-use crate::tokio_harness::apply_tweaks;
+use crate::harness::{BotSpec, Harness, RunningBot, ThreadBot};
+use crate::tokio_harness::async_bot;
 
 /// Which executor drives `Client::run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,52 +36,7 @@ impl Harness for AsyncStdHarness {
         credentials: Credentials,
         spec: Arc<BotSpec>,
     ) -> Box<dyn RunningBot> {
-        let (s1, s2, s3) = (spec.clone(), spec.clone(), spec.clone());
-        let tweaks = spec.tweaks.clone();
-        let client = Client::builder(credentials)
-            .endpoints(Endpoints::single(sim.base_url()))
-            .configure(|c| apply_tweaks(&tweaks, c))
-            .on_bot_message(move |ctx| {
-                let spec = s1.clone();
-                async move {
-                    let text = ctx.text().unwrap_or_default().to_owned();
-                    spec.seen.handled(&ctx.message.msg_id);
-                    if spec.panic_on.as_deref() == Some(text.as_str()) {
-                        panic!("handler panics on purpose");
-                    }
-                    if spec.call_api {
-                        let call = BotSpec::api_call(&ctx.message, ctx.api().robot_code());
-                        let r = ctx.api().call(call).await;
-                        spec.seen
-                            .api_result(r.map(|_| ()).map_err(|e| e.to_string()));
-                    }
-                    if spec.echo && !text.is_empty() {
-                        ctx.reply_text(text).await?;
-                    }
-                    Ok::<(), HandlerError>(())
-                }
-            })
-            .on_event(move |ev, _api| {
-                let spec = s2.clone();
-                async move {
-                    spec.seen.entered();
-                    spec.gate.wait().await;
-                    spec.seen
-                        .handled(ev.event_id.as_deref().unwrap_or_default());
-                    Ok::<_, HandlerError>(EventAck::Success)
-                }
-            })
-            .on_card_callback(move |cb, _api| {
-                let spec = s3.clone();
-                async move {
-                    spec.seen.entered();
-                    spec.gate.wait().await;
-                    spec.seen.handled(&cb.out_track_id);
-                    Ok::<_, HandlerError>(Some(card_response()))
-                }
-            })
-            .build()
-            .expect("client builds");
+        let client: Client = async_bot(sim, credentials, spec);
         let stop = client.stop_handle();
         let executor = self.0;
         ThreadBot::spawn(

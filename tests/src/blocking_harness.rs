@@ -32,21 +32,21 @@ impl Harness for BlockingHarness {
         }
         let mut builder = Client::builder(credentials).endpoints(Endpoints::single(sim.base_url()));
         if let Some(n) = tweaks.max_in_flight {
-            builder = builder.workers(n);
+            builder = builder.concurrency(n);
         }
         let client = builder
             .configure(|c| apply_tweaks(&tweaks, c))
             .retry_policy(retry)
             .on_bot_message(move |ctx| {
                 let text = ctx.text().unwrap_or_default().to_owned();
-                s1.seen.handled(&ctx.message.msg_id);
+                s1.seen.handled(&ctx.message().msg_id);
                 if s1.panic_on.as_deref() == Some(text.as_str()) {
                     panic!("handler panics on purpose");
                 }
                 if s1.call_api {
                     let r = ctx
                         .api()
-                        .call(&BotSpec::api_call(&ctx.message, ctx.api().robot_code()));
+                        .call(&BotSpec::api_call(ctx.message(), ctx.api().robot_code()));
                     s1.seen.api_result(r.map(|_| ()).map_err(|e| e.to_string()));
                 }
                 if s1.echo && !text.is_empty() {

@@ -6,7 +6,7 @@
 //!   `DINGTALK_OPENAPI_ENDPOINT`): answers every text message with the same text until the
 //!   process is interrupted.
 //!
-//! Run: `cargo run -p dingtalk-blocking --example echo_bot`
+//! Run: `cargo run -p dingtalk-blocking --example echo_bot_blocking`
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use dingtalk_core::model::Content;
 use dingtalk_sim::{BackgroundSim, SimConfig};
 
 fn echo(ctx: BotContext) -> Result<(), HandlerError> {
-    match ctx.message.content() {
+    match ctx.message().content() {
         Content::Text { .. } => {
             let text = ctx.text().unwrap_or_default().to_owned();
             ctx.reply_text(text)?;

@@ -1,15 +1,18 @@
-//! What handlers receive: the typed payload plus a reply context.
+//! What a bot-message handler receives: the typed message plus a reply context.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dingtalk_core::Frame;
 use dingtalk_core::api::card::{CardContent, CardResult, CreateAndDeliver};
+use dingtalk_core::error::ClientError;
 use dingtalk_core::model::{CardParamMap, ChatbotMessage};
 use dingtalk_core::webhook::Message;
 
-use crate::api::{ApiClient, ClientError};
+use crate::api::ApiClient;
+use crate::runtime::HttpClient;
 
-pub(crate) fn unix_ms() -> i64 {
+/// Wall-clock milliseconds since the Unix epoch (webhook expiry, signatures).
+pub fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -18,16 +21,17 @@ pub(crate) fn unix_ms() -> i64 {
 
 /// A chatbot message and everything needed to answer it.
 #[derive(Debug, Clone)]
-pub struct BotContext {
+pub struct BotContext<H> {
     /// The message.
     pub message: ChatbotMessage,
     /// The frame it came in (headers such as `messageId`).
     pub frame: Frame,
-    api: ApiClient,
+    api: ApiClient<H>,
 }
 
-impl BotContext {
-    pub(crate) fn new(message: ChatbotMessage, frame: Frame, api: ApiClient) -> Self {
+impl<H: HttpClient> BotContext<H> {
+    /// A context for `message`.
+    pub fn new(message: ChatbotMessage, frame: Frame, api: ApiClient<H>) -> Self {
         Self {
             message,
             frame,
@@ -35,8 +39,23 @@ impl BotContext {
         }
     }
 
+    /// The message.
+    pub fn message(&self) -> &ChatbotMessage {
+        &self.message
+    }
+
+    /// The frame it came in.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// Message, frame and API client.
+    pub fn into_parts(self) -> (ChatbotMessage, Frame, ApiClient<H>) {
+        (self.message, self.frame, self.api)
+    }
+
     /// The API client (token cache shared with the whole client).
-    pub fn api(&self) -> &ApiClient {
+    pub fn api(&self) -> &ApiClient<H> {
         &self.api
     }
 

@@ -1,4 +1,4 @@
-//! One rustls configuration (ring provider) shared by the WebSocket and the HTTP client. No
+//! One rustls configuration (ring provider) for the WebSocket and the HTTP client. No
 //! process-wide default provider is installed.
 
 use std::sync::Arc;

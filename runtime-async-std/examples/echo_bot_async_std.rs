@@ -8,7 +8,7 @@
 //!   `DINGTALK_OPENAPI_ENDPOINT`): answers every text message with the same text until
 //!   interrupted.
 //!
-//! Run: `cargo run -p dingtalk-async-std --example echo_bot`
+//! Run: `cargo run -p dingtalk-async-std --example echo_bot_async_std`
 
 use std::time::Duration;
 

@@ -1,0 +1,232 @@
+//! Runs any [`ApiCall`] over the runtime's [`HttpClient`]: the token from the shared cache (one
+//! refresh at a time), refresh-and-retry once on a token error, bounded retries of rate-limited
+//! and busy answers. Written once for every adapter; the blocking adapter runs it with an
+//! HTTP client that sends on the calling thread.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use dingtalk_core::api::retry::{Attempts, Next, RetryPolicy};
+use dingtalk_core::api::{ApiCall, build_request, parse_response};
+use dingtalk_core::auth::{TokenCache, TokenStep};
+use dingtalk_core::error::ClientError;
+use dingtalk_core::{Credentials, Endpoints};
+
+use crate::runtime::HttpClient;
+
+struct Tokens {
+    cache: Mutex<TokenCache>,
+    refreshed: event_listener::Event,
+}
+
+/// Calls the DingTalk OpenAPI. Cheap to clone; clones share the token cache and the HTTP
+/// connection pool.
+pub struct ApiClient<H> {
+    http: H,
+    endpoints: Endpoints,
+    tokens: Arc<Tokens>,
+    retry: RetryPolicy,
+    robot_code: Arc<str>,
+}
+
+impl<H: Clone> Clone for ApiClient<H> {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            endpoints: self.endpoints.clone(),
+            tokens: self.tokens.clone(),
+            retry: self.retry,
+            robot_code: self.robot_code.clone(),
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for ApiClient<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoints", &self.endpoints)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default timeout of each HTTP request.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl<H: HttpClient> ApiClient<H> {
+    /// An API client for these credentials and hosts, without a bot (e.g. to send a message
+    /// from a script): default TLS, 10 s per request, the default [`RetryPolicy`].
+    pub fn new(credentials: Credentials, endpoints: Endpoints) -> Result<Self, crate::Error> {
+        credentials.validate().map_err(crate::Error::Config)?;
+        let http = H::new(crate::default_tls_config()?, DEFAULT_HTTP_TIMEOUT)?;
+        Ok(Self::with_http(
+            http,
+            credentials,
+            endpoints,
+            RetryPolicy::default(),
+        ))
+    }
+
+    /// An API client over this HTTP client.
+    pub fn with_http(
+        http: H,
+        credentials: Credentials,
+        endpoints: Endpoints,
+        retry: RetryPolicy,
+    ) -> Self {
+        let robot_code = Arc::from(credentials.client_id());
+        Self {
+            http,
+            tokens: Arc::new(Tokens {
+                cache: Mutex::new(TokenCache::new(credentials, endpoints.clone())),
+                refreshed: event_listener::Event::new(),
+            }),
+            endpoints,
+            retry,
+            robot_code,
+        }
+    }
+
+    /// The same client (token cache shared) over another HTTP client.
+    pub fn map_http<H2: HttpClient>(&self, f: impl FnOnce(&H) -> H2) -> ApiClient<H2> {
+        ApiClient {
+            http: f(&self.http),
+            endpoints: self.endpoints.clone(),
+            tokens: self.tokens.clone(),
+            retry: self.retry,
+            robot_code: self.robot_code.clone(),
+        }
+    }
+
+    /// The HTTP client.
+    pub fn http(&self) -> &H {
+        &self.http
+    }
+
+    /// The robot code of the app's bot (its client id).
+    pub fn robot_code(&self) -> &str {
+        &self.robot_code
+    }
+
+    /// The hosts calls go to.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// A copy with another retry policy.
+    #[must_use]
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs `call`: fetches or reuses the access token, refreshes it and retries once on a
+    /// token error, and retries rate-limited or busy answers per the [`RetryPolicy`].
+    pub async fn call<C: ApiCall + ?Sized>(&self, call: &C) -> Result<C::Output, ClientError> {
+        let needs_token = call.spec()?.needs_token;
+        let mut attempts = Attempts::new(self.retry);
+        loop {
+            let token = if needs_token {
+                Some(self.token().await?)
+            } else {
+                None
+            };
+            let request = build_request(call, &self.endpoints, token.as_deref())?;
+            let response = self.http.send(request).await?;
+            match attempts.judge(parse_response(call, response)) {
+                Next::Done(v) => return Ok(v),
+                Next::RefreshToken => {
+                    if let Some(t) = &token {
+                        self.lock().invalidate(t);
+                    }
+                    tracing::debug!("access token rejected; refreshing once");
+                }
+                Next::Retry { after } => {
+                    tracing::debug!(?after, "retrying a rate-limited or busy DingTalk call");
+                    self.http.sleep(after).await;
+                }
+                Next::Fail(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB.
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {
+        let request = http::Request::get(url)
+            .body(Vec::new())
+            .map_err(|_| ClientError::Transport("invalid download URL".into()))?;
+        let response = self.http.send(request).await?;
+        if !response.status().is_success() {
+            return Err(ClientError::Transport(format!(
+                "download answered HTTP {}",
+                response.status().as_u16()
+            )));
+        }
+        Ok(response.into_body())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TokenCache> {
+        self.tokens.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current access token, fetching it if needed; one refresh at a time. Cancellation
+    /// safe: a caller dropped while refreshing hands the refresh to the next caller.
+    pub async fn token(&self) -> Result<String, ClientError> {
+        loop {
+            // Listening before looking, so a refresh finishing in between still wakes us.
+            let listener = self.tokens.refreshed.listen();
+            let request = match self.lock().poll(Instant::now()) {
+                TokenStep::Use(t) => return Ok(t.to_owned()),
+                TokenStep::Refresh(request) => Some(request),
+                TokenStep::Wait => None,
+            };
+            let Some(request) = request else {
+                listener.await;
+                continue;
+            };
+            let mut guard = Refreshing {
+                tokens: &self.tokens,
+                done: false,
+            };
+            let result = self.http.send(request).await;
+            let outcome = match result {
+                Ok(response) => self
+                    .lock()
+                    .handle_response(response, Instant::now())
+                    .map_err(ClientError::from),
+                Err(e) => {
+                    self.lock().refresh_failed();
+                    Err(e)
+                }
+            };
+            guard.done = true;
+            drop(guard);
+            outcome?;
+        }
+    }
+}
+
+/// Ends a refresh: wakes the waiters, and when the refreshing caller was dropped mid-way,
+/// releases the refresh so the next caller takes it over.
+struct Refreshing<'a> {
+    tokens: &'a Tokens,
+    done: bool,
+}
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tokens
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refresh_failed();
+        }
+        self.tokens.refreshed.notify(usize::MAX);
+    }
+}

@@ -1,0 +1,378 @@
+//! The client every adapter exposes: a builder with the handler registrations and options, the
+//! running client, its stop handle. Generic over the [`Runtime`]; the async adapters name it
+//! with their runtime (`dingtalk_tokio::Client = Client<Tokio>`), the blocking adapter wraps it
+//! with plain functions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use dingtalk_core::api::retry::RetryPolicy;
+use dingtalk_core::model::{
+    CardCallback, CardCallbackResponse, Event, GraphRequest, GraphResponse,
+};
+use dingtalk_core::topic::Handlers;
+use dingtalk_core::{
+    Credentials, Endpoints, EventAck, Frame, Outcome, Session, StreamConfig, Subscription, topic,
+};
+use futures_util::task::AtomicWaker;
+use serde_json::Value;
+
+use crate::api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
+use crate::context::BotContext;
+use crate::driver::Driver;
+use crate::handler::{self, Handler, HandlerError};
+use crate::runtime::{BoxFuture, HttpClient, Runtime};
+
+/// Why the client could not be built or could not keep running.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Missing or invalid configuration (credentials, environment variables, endpoints).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The TLS or HTTP client could not be set up.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// A terminal protocol error, such as rejected credentials.
+    #[error(transparent)]
+    Stream(#[from] dingtalk_core::Error),
+}
+
+/// Reads `DINGTALK_CLIENT_ID`, `DINGTALK_CLIENT_SECRET` and optionally
+/// `DINGTALK_OPENAPI_ENDPOINT` (the gateway/api base URL, as in the official Python SDK) and
+/// `DINGTALK_OAPI_ENDPOINT`. `None` when the credentials are not set.
+pub fn env_config() -> Option<(Credentials, Endpoints)> {
+    dingtalk_core::config::from_env(|k| std::env::var(k).ok())
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder<R: Runtime> {
+    config: StreamConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    handlers: Handlers<Handler<R::Http>>,
+    http_timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("http_timeout", &self.http_timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> ClientBuilder<R> {
+    /// A builder for these credentials, with DingTalk's real hosts.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            config: StreamConfig::new(credentials),
+            tls: None,
+            handlers: Handlers::default(),
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Uses these hosts (the emulator, a forwarder, overseas hosts). A plain `http://` loopback
+    /// gateway (the emulator) also allows its `ws://` Stream endpoint.
+    #[must_use]
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.config.set_endpoints(endpoints);
+        self
+    }
+
+    /// Uses your own rustls configuration (for the WebSocket, and for HTTP where the runtime's
+    /// HTTP client takes one: reqwest does, ureq brings its own).
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Adjusts the Stream session (keepalive, backoff, limits, ack policies...).
+    #[must_use]
+    pub fn configure(mut self, f: impl FnOnce(&mut StreamConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Most handler calls in flight at once (default 64); further frames wait inside the core,
+    /// then reading pauses. In the blocking adapter this is also the most handler threads.
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Timeout of each HTTP request (default 10 s).
+    #[must_use]
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Retry policy of API calls (rate limits, busy server).
+    #[must_use]
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Registers `handler` for `subscription` (and subscribes to it): the low-level form of the
+    /// typed registrations below, for a topic with its own [`AckPolicy`](dingtalk_core::AckPolicy).
+    #[must_use]
+    pub fn handler(mut self, subscription: Subscription, handler: Handler<R::Http>) -> Self {
+        self.handlers
+            .register(&mut self.config, subscription, handler);
+        self
+    }
+
+    /// Handles chatbot messages (`/v1.0/im/bot/messages/get`). They are acked on arrival
+    /// (DingTalk redelivers late-acked messages), so the handler may take its time.
+    #[must_use]
+    pub fn on_bot_message<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(BotContext<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handler(Subscription::callback(topic::BOT_MESSAGE), handler::bot(f))
+    }
+
+    /// Handles delegate ("托管") bot messages (acked on arrival, like bot messages).
+    #[must_use]
+    pub fn on_delegate_message<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(BotContext<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handler(Subscription::callback(topic::BOT_DELEGATE), handler::bot(f))
+    }
+
+    /// Handles card actions; the returned response is sent inside the ack.
+    #[must_use]
+    pub fn on_card_callback<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(CardCallback, ApiClient<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
+    {
+        self.handler(
+            Subscription::callback(topic::CARD_CALLBACK),
+            handler::card(f),
+        )
+    }
+
+    /// Handles graph API invocations; the response is sent inside the ack.
+    #[must_use]
+    pub fn on_graph_invoke<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(GraphRequest, ApiClient<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<GraphResponse, HandlerError>> + Send + 'static,
+    {
+        self.handler(
+            Subscription::callback(topic::GRAPH_INVOKE),
+            handler::graph(f),
+        )
+    }
+
+    /// Handles organisation events (EVENT `*`). An error or a timeout acks `LATER`.
+    #[must_use]
+    pub fn on_event<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Event, ApiClient<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
+    {
+        self.handler(Subscription::events(), handler::event(f))
+    }
+
+    /// Handles any other CALLBACK topic with the raw frame; the value goes into the ack.
+    #[must_use]
+    pub fn on_callback<F, Fut>(self, topic: &str, f: F) -> Self
+    where
+        F: Fn(Frame, ApiClient<R::Http>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    {
+        self.handler(Subscription::callback(topic), handler::raw(f))
+    }
+
+    /// Builds the client (validates the configuration, sets up TLS and HTTP).
+    pub fn build(self) -> Result<Client<R>, Error> {
+        self.config.credentials.validate().map_err(Error::Config)?;
+        let tls = match self.tls {
+            Some(t) => t,
+            None => crate::default_tls_config()?,
+        };
+        let http = R::Http::new(tls.clone(), self.http_timeout)?;
+        let api = ApiClient::with_http(
+            http,
+            self.config.credentials.clone(),
+            self.config.endpoints.clone(),
+            self.retry,
+        );
+        Ok(Client {
+            shared: Arc::new(Shared {
+                rt: R::default(),
+                config: self.config,
+                tls,
+                api,
+                handlers: self.handlers,
+                stop: Arc::new(StopSignal::default()),
+                running: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+/// What the driver and every clone of a client share.
+pub(crate) struct Shared<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) config: StreamConfig,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) api: ApiClient<R::Http>,
+    pub(crate) handlers: Handlers<Handler<R::Http>>,
+    pub(crate) stop: Arc<StopSignal>,
+    running: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StopSignal {
+    stopped: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl StopSignal {
+    pub(crate) fn requested(&self, cx: &Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// A DingTalk Stream client. Build it with [`Client::builder`] or [`Client::from_env`]. Cheap
+/// to clone; clones share the handlers, the token cache and the stop handle.
+pub struct Client<R: Runtime> {
+    shared: Arc<Shared<R>>,
+}
+
+impl<R: Runtime> Clone for Client<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Client<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running [`Client`] gracefully. Cloneable; usable from any thread (a signal handler's
+/// thread included).
+#[derive(Clone)]
+pub struct StopHandle {
+    signal: Arc<StopSignal>,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+impl StopHandle {
+    /// Asks the client to stop: reading stops, in-flight handlers finish (bounded by
+    /// `stop_timeout`), their acks are sent, connections close, and `run` returns. A client
+    /// asked to stop before it runs returns from `run` at once.
+    pub fn stop(&self) {
+        self.signal.stopped.store(true, Ordering::SeqCst);
+        self.signal.waker.wake();
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.signal.stopped.load(Ordering::SeqCst)
+    }
+}
+
+impl<R: Runtime> Client<R> {
+    /// A builder for these credentials.
+    pub fn builder(credentials: Credentials) -> ClientBuilder<R> {
+        ClientBuilder::new(credentials)
+    }
+
+    /// A builder from `DINGTALK_CLIENT_ID` / `DINGTALK_CLIENT_SECRET` (and
+    /// `DINGTALK_OPENAPI_ENDPOINT`); see [`env_config`].
+    pub fn from_env() -> Result<ClientBuilder<R>, Error> {
+        let (credentials, endpoints) = env_config().ok_or_else(|| {
+            Error::Config("DINGTALK_CLIENT_ID and DINGTALK_CLIENT_SECRET must be set".into())
+        })?;
+        Ok(ClientBuilder::new(credentials).endpoints(endpoints))
+    }
+
+    /// The OpenAPI client (shares this client's token cache).
+    pub fn api(&self) -> &ApiClient<R::Http> {
+        &self.shared.api
+    }
+
+    /// The Stream configuration.
+    pub fn config(&self) -> &StreamConfig {
+        &self.shared.config
+    }
+
+    /// A handle that stops [`Client::run`] gracefully.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            signal: self.shared.stop.clone(),
+        }
+    }
+
+    /// Runs the handler registered for `frame` (as the Stream driver would), for frames that
+    /// arrive another way, such as HTTP callbacks. `None` when no handler takes the frame.
+    pub fn dispatch(&self, frame: Frame) -> Option<BoxFuture<'static, Outcome>> {
+        let handler = self.shared.handlers.find(&frame)?;
+        Some(handler(frame, self.shared.api.clone()))
+    }
+
+    /// Connects and serves until stopped (`Ok`) or a terminal error such as rejected
+    /// credentials (`Err`). Transient failures are retried with backoff, never returned. One
+    /// run at a time per client.
+    pub async fn run(&self) -> Result<(), Error> {
+        if self.shared.running.swap(true, Ordering::SeqCst) {
+            return Err(Error::Config("this client is already running".into()));
+        }
+        let _running = Running(&self.shared.running);
+        let mut config = self.shared.config.clone();
+        config.rng_seed = seed();
+        let session = Session::new(config, Instant::now())?;
+        let driver = Driver::new(self.shared.rt.clone(), self.shared.clone(), session);
+        driver.await.map_err(Error::Stream)
+    }
+}
+
+/// Clears the running flag however `run` ends (returned or dropped).
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The session's seed (backoff jitter): wall-clock nanoseconds mixed with the process id, so
+/// replicas started together do not reconnect in step.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}

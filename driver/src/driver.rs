@@ -1,0 +1,494 @@
+//! The driver: one future that owns the [`Session`], every WebSocket and every pending
+//! request, and carries out the core's outputs. It is written once for every runtime.
+//!
+//! # Why one hand-written future (and not a task per connection)
+//!
+//! A frame's ack is written by the same poll that read the frame, into the same socket, in the
+//! same burst: the driver reads up to [`READ_BATCH`] frames from each connection, feeds them to
+//! the core, queues the acks and pongs the core emits, then flushes each socket once. There is
+//! no writer task, no channel per connection and no cross-thread hand-off on the hot path.
+//! A handler call is polled once inline (with a no-op waker); only a call that is still pending
+//! costs a task ([`Runtime::spawn`] on a multi-threaded runtime) or a slot in the driver's own
+//! set of pending calls (single-threaded runtimes). Slow handlers therefore never delay
+//! reading, pings or the acks of other frames.
+//!
+//! Threads cannot run futures, so the blocking adapter runs this same future under
+//! `async_io::block_on`: the calling thread sleeps in the reactor until a socket is ready, a
+//! handler finishes or the core's next deadline, with no polling interval (option (b) of the
+//! style guide; it keeps one driver and makes the blocking hot path the async one).
+//!
+//! # Loop (one `poll`)
+//!
+//! ```text
+//!  stop requested? ─▶ Input::Stop
+//!  finished handler calls ─▶ Input::Complete
+//!  handshakes and HTTP answers ─▶ Input::Connected / ConnectFailed / HttpResponse / HttpFailed
+//!  each open connection (unless paused): up to READ_BATCH messages ─▶ Input::Text / Pong / Closed
+//!  timer elapsed ─▶ Input::Timeout
+//!  after every input: drain poll_output() (writes are queued, handlers polled once)
+//!  flush every socket with queued writes; close the ones the core closed
+//!  nothing happened ─▶ re-arm the timer to the core's deadline, return Pending
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use dingtalk_core::{
+    ConnId, Delivery, DeliveryId, Input, Outcome, Output, RequestId, Session, SessionEvent,
+};
+use futures_channel::mpsc;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, Sink, StreamExt};
+use tungstenite::Message;
+
+use crate::client::Shared;
+use crate::runtime::{BoxFuture, HttpClient, Runtime, Timer};
+
+/// Most messages read from one connection before the driver flushes the acks they produced.
+pub(crate) const READ_BATCH: usize = 64;
+/// Most inputs handled in one poll before the driver yields to its executor.
+const POLL_BUDGET: usize = 2048;
+/// Most messages waiting for one socket; a peer that reads nothing is declared dead.
+const MAX_OUTBOX: usize = 4096;
+/// How long a closing connection may take to send its last acks and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The tungstenite settings of every Stream connection: messages may be up to four times the
+/// core's frame limit (larger ones end the connection; smaller oversized ones get the core's
+/// 400 ack), writes are buffered until the driver flushes.
+pub(crate) fn ws_config() -> tungstenite::protocol::WebSocketConfig {
+    let max = dingtalk_core::Limits::default()
+        .max_frame_bytes
+        .saturating_mul(4);
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// A WebSocket error as text, without the URL (the Stream URL carries the one-use ticket).
+pub(crate) fn ws_error_text(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Url(_) => "invalid Stream endpoint".to_owned(),
+        tungstenite::Error::Http(response) => {
+            format!("handshake answered HTTP {}", response.status().as_u16())
+        }
+        tungstenite::Error::Io(io) => format!("io: {}", io.kind()),
+        other => other.to_string(),
+    }
+}
+
+type Completion = (DeliveryId, Outcome);
+type Connecting<W> = BoxFuture<'static, Result<W, String>>;
+type Answer = BoxFuture<'static, Result<http::Response<Vec<u8>>, String>>;
+
+struct Conn<W> {
+    id: ConnId,
+    ws: W,
+    outbox: VecDeque<Message>,
+    /// Written since the last flush.
+    dirty: bool,
+    /// Closing since (the core closed it; no more reads, the queued writes and a close go out).
+    closing: Option<Instant>,
+}
+
+/// Runs one Stream session to its end. Built by [`Client::run`](crate::Client::run).
+pub(crate) struct Driver<R: Runtime> {
+    rt: R,
+    shared: Arc<Shared<R>>,
+    session: Session,
+    conns: Vec<Conn<R::WebSocket>>,
+    connecting: Vec<(ConnId, Connecting<R::WebSocket>)>,
+    requests: Vec<(RequestId, Answer)>,
+    /// Handler calls that did not finish at once, polled here (single-threaded runtimes).
+    local: FuturesUnordered<BoxFuture<'static, ()>>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    done_rx: mpsc::UnboundedReceiver<Completion>,
+    /// Handler calls that finished when first polled, fed back after the drain.
+    ready: Vec<Completion>,
+    timer: R::Timer,
+    deadline: Instant,
+    paused: bool,
+    stop_sent: bool,
+    /// The session returned `Done`; the driver only closes sockets now.
+    finished: Option<Instant>,
+    fatal: Option<dingtalk_core::Error>,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(rt: R, shared: Arc<Shared<R>>, session: Session) -> Self {
+        let now = Instant::now();
+        let (done_tx, done_rx) = mpsc::unbounded();
+        let timer = rt.timer(now);
+        let mut driver = Self {
+            rt,
+            shared,
+            session,
+            conns: Vec::new(),
+            connecting: Vec::new(),
+            requests: Vec::new(),
+            local: FuturesUnordered::new(),
+            done_tx,
+            done_rx,
+            ready: Vec::new(),
+            timer,
+            deadline: now,
+            paused: false,
+            stop_sent: false,
+            finished: None,
+            fatal: None,
+        };
+        driver.drain();
+        driver
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.session.handle_input(input, Instant::now());
+        self.drain();
+    }
+
+    /// Carries out every output of the core until it asks to wait.
+    fn drain(&mut self) {
+        loop {
+            match self.session.poll_output() {
+                Output::Send { conn, text } => self.write(conn, Message::text(text)),
+                Output::Ping { conn } => self.write(conn, Message::Ping(Default::default())),
+                Output::Deliver(delivery) => self.deliver(delivery),
+                Output::Http { id, request } => {
+                    let send = self.shared.api.http().send(request);
+                    let request = send.map(|r| r.map_err(|e| e.to_string()));
+                    self.requests.push((id, Box::pin(request)));
+                }
+                Output::Connect { conn, request } => {
+                    let connecting = self.rt.connect(request.uri(), &self.shared.tls);
+                    self.connecting.push((conn, connecting));
+                }
+                Output::Close { conn } => self.close(conn),
+                Output::PauseReading => self.paused = true,
+                Output::ResumeReading => self.paused = false,
+                Output::Event(event) => log_event(&event),
+                Output::Error(error) => {
+                    tracing::error!(%error, "DingTalk Stream stopped");
+                    self.fatal = Some(error);
+                }
+                Output::Timeout(at) => {
+                    if at != self.deadline {
+                        self.deadline = at;
+                        self.timer.reset(at);
+                    }
+                    break;
+                }
+                Output::Done => {
+                    if self.finished.is_none() {
+                        self.finished = Some(Instant::now());
+                    }
+                    break;
+                }
+            }
+        }
+        // Handlers that finished when first polled: their results go straight back in.
+        while !self.ready.is_empty() {
+            let ready = std::mem::take(&mut self.ready);
+            for (id, outcome) in ready {
+                self.session
+                    .handle_input(Input::Complete { id, outcome }, Instant::now());
+            }
+            self.drain();
+        }
+    }
+
+    fn write(&mut self, conn: ConnId, message: Message) {
+        match self.conns.iter_mut().find(|c| c.id == conn) {
+            Some(c) if c.closing.is_none() => c.outbox.push_back(message),
+            _ => tracing::trace!(?conn, "write for a connection that is gone"),
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(pos) = self.connecting.iter().position(|(id, _)| *id == conn) {
+            // The core gave up on this handshake: dropping the future cancels it.
+            drop(self.connecting.swap_remove(pos));
+        }
+        if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
+            if c.closing.is_none() {
+                c.closing = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Polls the handler once inline; a call that is still pending goes to the runtime or to
+    /// the driver's own set.
+    fn deliver(&mut self, delivery: Delivery) {
+        let id = delivery.id;
+        let Some(handler) = self.shared.handlers.find(&delivery.frame).cloned() else {
+            // Subscriptions come from registered handlers; only a subscription added through
+            // `configure` without a handler gets here.
+            self.ready.push((id, Outcome::Failed("no handler".into())));
+            return;
+        };
+        let mut call = handler(delivery.frame, self.shared.api.clone());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut cx))) {
+            Ok(Poll::Ready(outcome)) => self.ready.push((id, outcome)),
+            Ok(Poll::Pending) => {
+                let tx = self.done_tx.clone();
+                let task: BoxFuture<'static, ()> = Box::pin(async move {
+                    let outcome = AssertUnwindSafe(call)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| panicked());
+                    let _ = tx.unbounded_send((id, outcome));
+                });
+                if let Some(task) = self.rt.spawn(task) {
+                    self.local.push(task);
+                }
+            }
+            Err(_) => self.ready.push((id, panicked())),
+        }
+    }
+
+    /// Reads up to [`READ_BATCH`] messages from connection `i`; whether any arrived.
+    fn read(&mut self, i: usize, cx: &mut Context<'_>, budget: &mut usize) -> bool {
+        let mut progressed = false;
+        for _ in 0..READ_BATCH {
+            if self.paused || *budget == 0 {
+                break;
+            }
+            let Some(c) = self.conns.get_mut(i) else {
+                break;
+            };
+            if c.closing.is_some() {
+                break;
+            }
+            let conn = c.id;
+            let closed = match c.ws.poll_next_unpin(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(Message::Text(text)))) => {
+                    self.input(Input::Text {
+                        conn,
+                        text: text.as_str(),
+                    });
+                    None
+                }
+                Poll::Ready(Some(Ok(Message::Binary(bytes)))) => {
+                    match std::str::from_utf8(&bytes) {
+                        Ok(text) => self.input(Input::Text { conn, text }),
+                        Err(_) => self.input(Input::Pong { conn }),
+                    }
+                    None
+                }
+                Poll::Ready(Some(Ok(Message::Close(frame)))) => Some(frame.map_or_else(
+                    || "closed by the server".to_owned(),
+                    |f| format!("closed by the server: {} {}", f.code, f.reason),
+                )),
+                Poll::Ready(Some(Ok(_))) => {
+                    self.input(Input::Pong { conn });
+                    None
+                }
+                Poll::Ready(Some(Err(e))) => Some(ws_error_text(&e)),
+                Poll::Ready(None) => Some("end of stream".to_owned()),
+            };
+            *budget -= 1;
+            progressed = true;
+            if let Some(reason) = closed {
+                self.lost(conn, reason);
+                break;
+            }
+        }
+        progressed
+    }
+
+    /// A connection ended on its own: forget it and tell the core.
+    fn lost(&mut self, conn: ConnId, reason: String) {
+        if let Some(pos) = self.conns.iter().position(|c| c.id == conn) {
+            self.conns.swap_remove(pos);
+        }
+        self.input(Input::Closed { conn, reason });
+    }
+
+    /// Writes every queued message and flushes each socket once; finishes closing connections.
+    fn flush(&mut self, cx: &mut Context<'_>) {
+        let mut failed: Vec<(ConnId, String)> = Vec::new();
+        let now = Instant::now();
+        self.conns.retain_mut(|c| {
+            match push(c, cx) {
+                Ok(()) => {}
+                Err(reason) if c.closing.is_none() => {
+                    failed.push((c.id, reason));
+                    return false;
+                }
+                Err(_) => return false,
+            }
+            match c.closing {
+                None => true,
+                Some(since) if c.outbox.is_empty() => {
+                    let closed = Pin::new(&mut c.ws).poll_close(cx);
+                    closed.is_pending() && now.saturating_duration_since(since) < CLOSE_GRACE
+                }
+                Some(since) => now.saturating_duration_since(since) < CLOSE_GRACE,
+            }
+        });
+        for (conn, reason) in failed {
+            self.input(Input::Closed { conn, reason });
+        }
+    }
+
+    fn poll_sources(&mut self, cx: &mut Context<'_>, budget: &mut usize) -> bool {
+        let mut progressed = false;
+        if !self.stop_sent && self.shared.stop.requested(cx) {
+            self.stop_sent = true;
+            self.input(Input::Stop);
+            progressed = true;
+        }
+        while let Poll::Ready(Some((id, outcome))) = self.done_rx.poll_next_unpin(cx) {
+            self.input(Input::Complete { id, outcome });
+            progressed = true;
+        }
+        while let Poll::Ready(Some(())) = self.local.poll_next_unpin(cx) {
+            progressed = true;
+        }
+        let mut i = 0;
+        while i < self.connecting.len() {
+            match self.connecting[i].1.as_mut().poll(cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(result) => {
+                    let (conn, _) = self.connecting.swap_remove(i);
+                    progressed = true;
+                    match result {
+                        Ok(ws) => {
+                            self.conns.push(Conn {
+                                id: conn,
+                                ws,
+                                outbox: VecDeque::new(),
+                                dirty: false,
+                                closing: None,
+                            });
+                            self.input(Input::Connected { conn });
+                        }
+                        Err(reason) => self.input(Input::ConnectFailed { conn, reason }),
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.requests.len() {
+            match self.requests[i].1.as_mut().poll(cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(result) => {
+                    let (id, _) = self.requests.swap_remove(i);
+                    progressed = true;
+                    match result {
+                        Ok(response) => self.input(Input::HttpResponse { id, response }),
+                        Err(reason) => self.input(Input::HttpFailed { id, reason }),
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.conns.len() {
+            let id = self.conns[i].id;
+            progressed |= self.read(i, cx, budget);
+            // `read` may have removed this connection (or another); continue after it.
+            match self.conns.get(i) {
+                Some(c) if c.id == id => i += 1,
+                _ => {}
+            }
+        }
+        if self.timer.poll_elapsed(cx).is_ready() {
+            self.input(Input::Timeout);
+            progressed = true;
+            // Arm the timer again for the core's next deadline (never in the past, so a core
+            // that asks for the same instant again cannot make the driver spin).
+            let now = Instant::now();
+            self.deadline = self.deadline.max(now + Duration::from_millis(1));
+            self.timer.reset(self.deadline);
+        }
+        progressed
+    }
+}
+
+/// Moves a connection's queued messages into its socket and flushes once.
+fn push<W: crate::runtime::WebSocket>(c: &mut Conn<W>, cx: &mut Context<'_>) -> Result<(), String> {
+    while !c.outbox.is_empty() {
+        match Pin::new(&mut c.ws).poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(ws_error_text(&e)),
+            Poll::Pending => break,
+        }
+        if let Some(message) = c.outbox.pop_front() {
+            Pin::new(&mut c.ws)
+                .start_send(message)
+                .map_err(|e| ws_error_text(&e))?;
+            c.dirty = true;
+        }
+    }
+    if c.outbox.len() > MAX_OUTBOX {
+        return Err("the server reads nothing (outgoing queue full)".to_owned());
+    }
+    if c.dirty {
+        match Pin::new(&mut c.ws).poll_flush(cx) {
+            Poll::Ready(Ok(())) => c.dirty = false,
+            Poll::Ready(Err(e)) => return Err(ws_error_text(&e)),
+            Poll::Pending => {}
+        }
+    }
+    Ok(())
+}
+
+fn panicked() -> Outcome {
+    tracing::error!("handler panicked");
+    Outcome::Failed("handler panicked".into())
+}
+
+fn log_event(event: &SessionEvent) {
+    if event.is_warning() {
+        tracing::warn!(%event, "DingTalk Stream");
+    } else {
+        tracing::debug!(%event, "DingTalk Stream");
+    }
+}
+
+impl<R: Runtime> Future for Driver<R> {
+    type Output = Result<(), dingtalk_core::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut budget = POLL_BUDGET;
+        loop {
+            if let Some(since) = this.finished {
+                // Every connection got its Close: let the last acks and close frames go out
+                // (bounded), so a program that exits right after `run` returns loses nothing.
+                this.flush(cx);
+                while let Poll::Ready(Some(())) = this.local.poll_next_unpin(cx) {}
+                if this.conns.is_empty() || since.elapsed() >= CLOSE_GRACE {
+                    return Poll::Ready(match this.fatal.take() {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    });
+                }
+                this.timer.reset(since + CLOSE_GRACE);
+                if this.timer.poll_elapsed(cx).is_ready() {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            let progressed = this.poll_sources(cx, &mut budget);
+            this.flush(cx);
+            if this.finished.is_some() {
+                continue;
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+            if budget == 0 {
+                // Fairness: let the executor run other tasks; come back at once.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What a runtime supplies to the driver: a WebSocket connection, a timer, a place to run a
+//! handler that did not finish at once, and one HTTP request. Everything else (what to write,
+//! when, to which socket; which handler; what to do with a result) is the driver's, written once.
+//!
+//! ```text
+//!   Runtime::connect(uri)  -> a tungstenite Stream + Sink (tokio-tungstenite, async-tungstenite)
+//!   Runtime::timer(at)     -> a resettable Timer
+//!   Runtime::spawn(task)   -> run it elsewhere, or hand it back for the driver to poll itself
+//!   HttpClient::send(req)  -> one http::Response<Vec<u8>>
+//! ```
+//!
+//! The two implementations live beside the trait, as quinn keeps `runtime/tokio.rs` and
+//! `runtime/async_io.rs` beside its `Runtime`: `Tokio` (feature `tokio`)
+//! and `AsyncIo` (feature `async-io`, used by the async-std adapter
+//! and, under its own `block_on`, by the blocking adapter).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use dingtalk_core::error::ClientError;
+use futures_util::{Sink, Stream};
+use tungstenite::Message;
+
+#[cfg(feature = "async-io")]
+mod async_io;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "async-io")]
+pub use self::async_io::{AsyncIo, Ureq};
+#[cfg(feature = "tokio")]
+pub use self::tokio::{Reqwest, Tokio};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The WebSocket error type every runtime's connection reports (tungstenite's).
+pub type WsError = tungstenite::Error;
+
+/// A connected WebSocket: tungstenite messages in and out. tokio-tungstenite's and
+/// async-tungstenite's `WebSocketStream` both are one as they come.
+pub trait WebSocket:
+    Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin + 'static
+{
+}
+
+impl<T> WebSocket for T where
+    T: Stream<Item = Result<Message, WsError>>
+        + Sink<Message, Error = WsError>
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
+/// A timer the driver re-arms to the core's next deadline.
+pub trait Timer: Send + Unpin + 'static {
+    /// Fires at `at` instead.
+    fn reset(&mut self, at: Instant);
+    /// Ready once the deadline has passed; registers the waker otherwise.
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Sends one HTTP request and reads the whole answer (at most [`MAX_BODY`] bytes). Follows no
+/// redirects. Transport errors carry no URL.
+pub trait HttpClient: Clone + Send + Sync + 'static {
+    /// A client with this TLS configuration and per-request timeout.
+    fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error>;
+    /// Sends `request`.
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, ClientError>>;
+    /// Waits `duration` (the pause before retrying a rate-limited call).
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// Largest HTTP answer body read (a downloaded file included).
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+/// An async runtime the driver can run on.
+pub trait Runtime: Clone + Default + Send + Sync + Unpin + 'static {
+    /// Its WebSocket connection.
+    type WebSocket: WebSocket;
+    /// Its timer.
+    type Timer: Timer;
+    /// Its HTTP client.
+    type Http: HttpClient;
+
+    /// TCP (`TCP_NODELAY`), TLS for `wss`, and the WebSocket handshake to `uri`. The driver drops
+    /// the future when the core's connect timeout passes. The error text carries no URL (the
+    /// URI holds the one-use ticket).
+    fn connect(
+        &self,
+        uri: &http::Uri,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> BoxFuture<'static, Result<Self::WebSocket, String>>;
+
+    /// A timer that fires at `at`.
+    fn timer(&self, at: Instant) -> Self::Timer;
+
+    /// Runs a handler call that did not finish when first polled. A multi-threaded runtime
+    /// spawns it (`None`); otherwise it is handed back (`Some`) and the driver polls it inside
+    /// its own task, so the call costs no task and its wake-up no cross-thread hop.
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> Option<BoxFuture<'static, ()>>;
+}

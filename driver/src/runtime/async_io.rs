@@ -1,0 +1,172 @@
+//! The async-io runtime: async-net + async-tungstenite (futures-rustls) for the Stream, ureq for
+//! HTTP. It spawns nothing: the driver polls every waiting handler inside its own task, so the
+//! client runs unchanged under async-std, smol, `futures_lite::future::block_on`, or the
+//! blocking adapter's `async_io::block_on` (which waits in the reactor itself: the thread sleeps
+//! until a socket is ready, a handler finishes or the core's next deadline).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use dingtalk_core::error::ClientError;
+use futures_util::FutureExt;
+
+use super::{BoxFuture, HttpClient, MAX_BODY, Runtime, Timer};
+
+/// Drives the client on the async-io reactor, under any executor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncIo;
+
+type Ws =
+    async_tungstenite::WebSocketStream<async_tungstenite::smol::ClientStream<async_net::TcpStream>>;
+
+impl Runtime for AsyncIo {
+    type WebSocket = Ws;
+    type Timer = IoTimer;
+    type Http = Ureq;
+
+    fn connect(
+        &self,
+        uri: &http::Uri,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> BoxFuture<'static, Result<Ws, String>> {
+        let uri = uri.clone();
+        let connector = futures_rustls::TlsConnector::from(tls.clone());
+        Box::pin(async move {
+            let host = uri.host().ok_or("endpoint has no host")?.to_owned();
+            let tls = uri.scheme_str() == Some("wss");
+            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let tcp = async_net::TcpStream::connect((host, port))
+                .await
+                .map_err(|e| format!("TCP connect: {}", e.kind()))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            async_tungstenite::smol::client_async_tls_with_connector_and_config(
+                uri,
+                tcp,
+                Some(connector),
+                Some(crate::driver::ws_config()),
+            )
+            .await
+            .map(|(ws, _)| ws)
+            .map_err(|e| crate::driver::ws_error_text(&e))
+        })
+    }
+
+    fn timer(&self, at: Instant) -> IoTimer {
+        IoTimer(async_io::Timer::at(at))
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> Option<BoxFuture<'static, ()>> {
+        Some(task)
+    }
+}
+
+/// async-io's resettable timer.
+#[derive(Debug)]
+pub struct IoTimer(async_io::Timer);
+
+impl Timer for IoTimer {
+    fn reset(&mut self, at: Instant) {
+        self.0.set_at(at);
+    }
+
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.poll_unpin(cx).map(|_| ())
+    }
+}
+
+/// ureq with keep-alive pooling (one idle connection kept per request in flight, up to 64 per
+/// host), statuses read as answers, no redirects. By default each request runs on the
+/// `blocking` thread pool; [`Ureq::inline`] runs it on the calling thread (for a program that
+/// waits anyway: the blocking adapter's handlers).
+#[derive(Debug, Clone)]
+pub struct Ureq {
+    agent: ureq::Agent,
+    inline: bool,
+}
+
+impl Ureq {
+    /// The same agent (and connection pool), sending on the calling thread.
+    #[must_use]
+    pub fn inline(&self) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            inline: true,
+        }
+    }
+
+    /// Sends `request` on this thread and reads the whole answer.
+    pub fn send_blocking(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, ClientError> {
+        send(&self.agent, request)
+    }
+}
+
+/// Most idle keep-alive connections kept per host: the default handler concurrency, so N replies
+/// in flight reuse N connections instead of opening one per reply.
+const IDLE_PER_HOST: usize = 64;
+
+impl HttpClient for Ureq {
+    fn new(_tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
+        // ureq brings its own rustls setup (ring provider, webpki roots); the custom TLS
+        // configuration applies to the WebSocket.
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .max_redirects(0)
+            .no_delay(true)
+            .max_idle_connections_per_host(IDLE_PER_HOST)
+            .max_idle_connections(IDLE_PER_HOST * 2)
+            .build()
+            .into();
+        Ok(Self {
+            agent,
+            inline: false,
+        })
+    }
+
+    fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, ClientError>> {
+        if self.inline {
+            return Box::pin(std::future::ready(send(&self.agent, request)));
+        }
+        let agent = self.agent.clone();
+        Box::pin(blocking::unblock(move || send(&agent, request)))
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        if self.inline {
+            std::thread::sleep(duration);
+            return Box::pin(std::future::ready(()));
+        }
+        Box::pin(async_io::Timer::after(duration).map(|_| ()))
+    }
+}
+
+fn send(
+    agent: &ureq::Agent,
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Vec<u8>>, ClientError> {
+    let response = agent.run(request).map_err(transport)?;
+    let (parts, mut body) = response.into_parts();
+    let bytes = body
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(transport)?;
+    Ok(http::Response::from_parts(parts, bytes))
+}
+
+/// A transport error without the URL (which may carry an access token or a signature).
+fn transport(e: ureq::Error) -> ClientError {
+    ClientError::Transport(match e {
+        ureq::Error::BadUri(_) => "invalid URL".to_owned(),
+        ureq::Error::Io(io) => format!("io: {}", io.kind()),
+        other => other.to_string(),
+    })
+}
