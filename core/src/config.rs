@@ -196,6 +196,11 @@ pub struct StreamConfig {
     pub backoff_max: Duration,
     /// Largest random jitter added to each reconnect delay (default 1 s).
     pub backoff_jitter: Duration,
+    /// The first reconnect after losing a connection (an abrupt close, a dead connection, the
+    /// server's close) waits a random delay up to this (default 100 ms) instead of the
+    /// backoff; the attempts after it back off from `backoff_base`. A connection lost again
+    /// before any frame arrived backs off at once, so a flapping server causes no storm.
+    pub first_reconnect_max: Duration,
     /// At most this many handler calls in flight (default 64).
     pub max_in_flight: usize,
     /// Frames waiting for a handler slot before the session asks the adapter to stop reading
@@ -231,6 +236,7 @@ impl StreamConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_jitter: Duration::from_secs(1),
+            first_reconnect_max: Duration::from_millis(100),
             max_in_flight: 64,
             max_queued: 1024,
             dedup_capacity: 10_000,

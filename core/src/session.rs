@@ -462,6 +462,8 @@ pub struct Session {
     opening: Option<(RequestId, Instant)>,
     next_open_at: Option<Instant>,
     attempt: u32,
+    /// The quick first reconnect was used since the last frame.
+    quick_reconnect_used: bool,
     rng: fastrand::Rng,
     conns: Vec<Conn>,
     inflight: HashMap<Arc<str>, InFlight>,
@@ -546,6 +548,7 @@ impl Session {
             opening: None,
             next_open_at: Some(now),
             attempt: 0,
+            quick_reconnect_used: false,
             rng,
             conns: Vec::new(),
             inflight: HashMap::new(),
@@ -788,11 +791,13 @@ impl Session {
     fn open_failed(&mut self, error: OpenError) {
         self.out
             .push_back(Output::Event(SessionEvent::OpenFailed { error }));
-        self.schedule_reconnect();
+        self.schedule_reconnect(false);
     }
 
-    /// Schedules the next open request after a failure: `base · 2ⁿ + jitter`, capped.
-    fn schedule_reconnect(&mut self) {
+    /// Schedules the next open request after a failure: `base · 2ⁿ + jitter`, capped. The
+    /// first reconnect after a lost connection (`after_loss`) comes at once (a random delay up
+    /// to `first_reconnect_max`); the backoff starts with the attempt after it.
+    fn schedule_reconnect(&mut self, after_loss: bool) {
         if self.phase != Phase::Running
             || self.opening.is_some()
             || self.has_primary()
@@ -800,7 +805,17 @@ impl Session {
         {
             return;
         }
-        let delay = self.backoff_delay(self.attempt);
+        let delay = if after_loss && self.attempt == 0 {
+            self.quick_reconnect_used = true;
+            let max_ms =
+                u64::try_from(self.config.first_reconnect_max.as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(self.rng.u64(0..=max_ms))
+        } else {
+            let exponent = self
+                .attempt
+                .saturating_sub(u32::from(self.quick_reconnect_used));
+            self.backoff_delay(exponent)
+        };
         self.attempt = self.attempt.saturating_add(1);
         self.next_open_at = Some(self.now + delay);
         self.out
@@ -849,7 +864,7 @@ impl Session {
         }
         self.out
             .push_back(Output::Event(SessionEvent::ConnectionLost { conn, reason }));
-        self.schedule_reconnect();
+        self.schedule_reconnect(true);
     }
 
     /// Closes a connection the session gave up on and schedules a replacement.
@@ -863,7 +878,7 @@ impl Session {
                         conn,
                         reason: reason.to_owned(),
                     }));
-                self.schedule_reconnect();
+                self.schedule_reconnect(true);
             }
         }
     }
@@ -886,6 +901,7 @@ impl Session {
         match Frame::parse(text, &self.config.limits) {
             Ok(frame) => {
                 self.attempt = 0;
+                self.quick_reconnect_used = false;
                 match frame.kind {
                     FrameType::System => self.handle_system(conn, frame),
                     FrameType::Event | FrameType::Callback => self.handle_data(conn, frame),

@@ -782,6 +782,57 @@ fn reconnect_backoff_is_exponential_with_jitter_and_capped() {
 }
 
 #[test]
+fn first_reconnect_after_a_loss_is_quick_then_backs_off() {
+    let (mut g, c1) = Gw::connected(config());
+    g.text(c1, &ping("p1", "o"));
+    g.input(Input::Closed {
+        conn: c1,
+        reason: "connection reset".into(),
+    });
+    // The first reconnect after a loss: a random delay up to 100 ms, not the 1 s backoff.
+    let delays = backoff_delays(&g);
+    assert_eq!(delays.len(), 1);
+    assert!(delays[0] <= Duration::from_millis(100), "{:?}", delays[0]);
+    // Lost again before any frame arrived: the backoff starts at its base (1 s + jitter), so a
+    // server that drops every connection at once causes no storm.
+    let c2 = {
+        g.step();
+        g.open_ok()
+    };
+    g.input(Input::Closed {
+        conn: c2,
+        reason: "connection reset".into(),
+    });
+    let delays = backoff_delays(&g);
+    assert_eq!(delays.len(), 2);
+    assert!(
+        delays[1] >= secs(1) && delays[1] <= secs(2),
+        "{:?}",
+        delays[1]
+    );
+    // A failed open after that doubles it.
+    g.step();
+    let (id, _) = g.pending_http().expect("open request after the backoff");
+    g.respond(id, 500, "");
+    let delays = backoff_delays(&g);
+    assert!(
+        delays[2] >= secs(2) && delays[2] <= secs(3),
+        "{:?}",
+        delays[2]
+    );
+    // A frame on a new connection earns the quick reconnect again.
+    g.step();
+    let c3 = g.open_ok();
+    g.text(c3, &ping("p2", "o"));
+    g.input(Input::Closed {
+        conn: c3,
+        reason: "connection reset".into(),
+    });
+    let last = *backoff_delays(&g).last().unwrap();
+    assert!(last <= Duration::from_millis(100), "{last:?}");
+}
+
+#[test]
 fn backoff_is_reset_by_a_frame() {
     let mut g = Gw::new(config());
     for _ in 0..3 {

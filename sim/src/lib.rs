@@ -273,6 +273,8 @@ struct State {
     sent_kinds: HashMap<(u64, String), (String, String)>,
     faults: Faults,
     counter: u64,
+    /// The last connection id handed out (ids are never reused).
+    last_conn: u64,
 }
 
 impl State {
@@ -914,7 +916,8 @@ async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = {
         let mut st = shared.lock();
-        let id = st.slots.keys().next_back().map_or(1, |k| k + 1);
+        st.last_conn += 1;
+        let id = st.last_conn;
         let info = ConnInfo {
             id,
             ticket,

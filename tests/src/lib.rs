@@ -21,7 +21,7 @@ macro_rules! conformance_suite {
             echo_round_trip,
             ping_echoed,
             disconnect_loses_and_duplicates_nothing,
-            abrupt_close_reconnects_with_backoff,
+            abrupt_close_reconnects_at_once_then_backs_off,
             duplicate_message_id_handled_once,
             wrong_credentials_are_terminal,
             malformed_and_unknown_frames_survived,

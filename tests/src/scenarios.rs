@@ -141,15 +141,23 @@ pub async fn disconnect_loses_and_duplicates_nothing(h: &dyn Harness) {
     no_violations(&sim.snapshot());
 }
 
-/// An abrupt TCP close is followed by one reconnect after a backoff delay.
-pub async fn abrupt_close_reconnects_with_backoff(h: &dyn Harness) {
+/// An abrupt TCP close is followed by a reconnect at once (no backoff: the connection was
+/// healthy); a connection lost again before any frame waits for the backoff (no storm).
+pub async fn abrupt_close_reconnects_at_once_then_backs_off(h: &dyn Harness) {
     let sim = sim().await;
+    let backoff = Duration::from_millis(1500);
     let spec = Arc::new(BotSpec {
-        tweaks: fast_reconnect(),
+        tweaks: Tweaks {
+            backoff_base: Some(backoff),
+            backoff_jitter: Some(Duration::from_millis(50)),
+            ..Tweaks::default()
+        },
         ..BotSpec::default()
     });
     let bot = h.start(&sim.control(), creds(&sim), spec.clone());
     sim.wait_connections(1, T).await.unwrap();
+    let id = sim.bot_text("hello", Chat::Private);
+    assert_eq!(sim.wait_ack(&id, T).await.unwrap().code, 200);
     let closed_at = Instant::now();
     sim.close_abruptly().unwrap();
     let snap = sim
@@ -161,12 +169,26 @@ pub async fn abrupt_close_reconnects_with_backoff(h: &dyn Harness) {
     assert_eq!(snap.opens.len(), 2);
     let waited = snap.opens[1].at.duration_since(closed_at);
     assert!(
-        waited >= Duration::from_millis(200),
+        waited < backoff,
+        "reconnected after {waited:?}: the backoff, not at once"
+    );
+    // Lost again before any frame: now the backoff applies.
+    let closed_at = Instant::now();
+    sim.close_abruptly().unwrap();
+    let snap = sim
+        .wait_for("a third connection", T, |s| {
+            s.conns.len() == 3 && s.open_conns() == 1
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", sim.snapshot().conns, sim.snapshot().opens));
+    let waited = snap.opens[2].at.duration_since(closed_at);
+    assert!(
+        waited >= backoff,
         "reconnected after {waited:?}, before the backoff"
     );
     let id = sim.bot_text("still there?", Chat::Private);
     assert_eq!(sim.wait_ack(&id, T).await.unwrap().code, 200);
-    assert_eq!(sim.snapshot().opens.len(), 2, "no reconnect storm");
+    assert_eq!(sim.snapshot().opens.len(), 3, "no reconnect storm");
     bot.stop();
     bot.join().await.unwrap();
     no_violations(&sim.snapshot());
