@@ -1,41 +1,91 @@
-//! End-to-end throughput and ack latency of each adapter against the emulator, next to a
-//! "floor": the smallest possible client on the same stack (a raw tokio-tungstenite loop that
-//! only reads `messageId` and acks). Each client runs in its own process so its memory is its
-//! own.
+//! End-to-end throughput, cost and ack latency of each adapter against a lean load generator,
+//! next to a "floor": the smallest sensible client on the same stack (a bare tokio-tungstenite
+//! loop that reads `messageId`, acks, and flushes once per burst).
 //!
-//! Run: `cargo bench -p dingtalk-tests --bench e2e` (options: `-- --frames 20000 --window 64
-//! --runs 3`).
+//! Three processes per run, so none measures another:
+//! * the generator (this binary, `--generator`), pinned to CPU 0, a current-thread tokio
+//!   runtime: the gateway open call, a WebSocket that pushes pre-serialised ~1.35 KB bot-message
+//!   frames (batched writes, at most `--window` un-acked, a SYSTEM ping every 1000 frames, every
+//!   ack checked for its `messageId` and code), and the session-webhook endpoint (replies mode);
+//! * the client under test (`--child`), pinned to CPU 1;
+//! * this orchestrator, which reads the client's CPU time and peak RSS from `/proc`.
+//!
+//! The floor must reach 180 000 frames/s, or the report says it measured the generator.
+//!
+//! Run: `cargo bench -p dingtalk-tests --bench e2e` (options: `-- --frames 200000
+//! --reply-frames 20000 --window 64 --runs 3 --only floor,tokio`).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stdout
+    clippy::print_stdout,
+    clippy::print_stderr
 )] // a report binary
 
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dingtalk_core::Credentials;
-use dingtalk_core::Endpoints;
-use dingtalk_sim::{Chat, Sim, SimConfig};
+use dingtalk_core::{Credentials, Endpoints};
 
-const TARGETS: [&str; 5] = ["floor", "tokio", "tokio-1thread", "blocking", "async-std"];
+const CLIENTS: [&str; 5] = ["floor", "tokio", "tokio-1thread", "async-std", "blocking"];
+const PING_EVERY: usize = 1000;
+const FLOOR_TARGET: f64 = 180_000.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Ack only.
+    Plain,
+    /// One session-webhook reply per frame.
+    Replies,
+}
+
+impl Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Replies => "replies",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        if s == "replies" {
+            Self::Replies
+        } else {
+            Self::Plain
+        }
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], &args[3]);
+    match args.get(1).map(String::as_str) {
+        Some("--child") => return child(&args[2], &args[3], Mode::parse(&args[4])),
+        Some("--generator") => {
+            return generator(
+                args[2].parse().unwrap(),
+                args[3].parse().unwrap(),
+                Mode::parse(&args[4]),
+            );
+        }
+        _ => {}
     }
-    let mut frames = 20_000usize;
+    let mut frames = 200_000usize;
+    let mut reply_frames = 20_000usize;
     let mut window = 64usize;
     let mut runs = 3usize;
+    let mut only: Option<Vec<String>> = None;
     let mut i = 1;
     while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
-            "--frames" => frames = args[i + 1].parse().unwrap(),
-            "--window" => window = args[i + 1].parse().unwrap(),
-            "--runs" => runs = args[i + 1].parse().unwrap(),
+            "--frames" => frames = value.parse().unwrap(),
+            "--reply-frames" => reply_frames = value.parse().unwrap(),
+            "--window" => window = value.parse().unwrap(),
+            "--runs" => runs = value.parse().unwrap(),
+            "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
             _ => {
                 i += 1;
                 continue;
@@ -43,53 +93,149 @@ fn main() {
         }
         i += 2;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let pinned = Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "end-to-end: {frames} bot messages (~1 KB) per run, at most {window} un-acked, {runs} runs per client, median reported\n"
+        "end-to-end: {frames} bot messages (~1.35 KB) per run (replies mode: {reply_frames}), at most {window} un-acked, a SYSTEM ping every {PING_EVERY}, {runs} runs per client, medians; generator on CPU 0, client on CPU 1 ({})\n",
+        if pinned && cpus >= 2 {
+            "pinned with taskset"
+        } else {
+            "NOT pinned: taskset or a second CPU is missing"
+        }
     );
-    let mut rows = Vec::new();
-    for target in TARGETS {
-        let mut results: Vec<Run> = (0..runs)
-            .map(|_| rt.block_on(one_run(target, frames, window)))
-            .collect();
-        results.sort_by(|a, b| a.fps.total_cmp(&b.fps));
-        rows.push((target, results[results.len() / 2].clone()));
-    }
-    let floor = rows[0].1.fps;
-    println!(
-        "{:<10} {:>10} {:>8} {:>9} {:>9} {:>11} {:>11} {:>13}",
-        "client",
-        "frames/s",
-        "× floor",
-        "p50 ack",
-        "p99 ack",
-        "peak RSS",
-        "idle RSS",
-        "disconnect→ready"
-    );
-    for (target, r) in &rows {
-        let reconnect = r.reconnect.map_or("n/a".to_owned(), |d| {
-            format!("{:.1} ms", d.as_secs_f64() * 1e3)
-        });
-        println!(
-            "{:<10} {:>10.0} {:>7.2}× {:>7.0}µs {:>7.0}µs {:>8} kB {:>8} kB {:>13}",
-            target,
-            r.fps,
-            r.fps / floor,
-            r.p50.as_secs_f64() * 1e6,
-            r.p99.as_secs_f64() * 1e6,
-            r.peak_kb,
-            r.idle_kb,
-            reconnect
-        );
+    let pin = pinned && cpus >= 2;
+    let clients: Vec<&str> = CLIENTS
+        .iter()
+        .copied()
+        .filter(|c| only.as_ref().is_none_or(|o| o.iter().any(|x| x == c)))
+        .collect();
+    for mode in [Mode::Plain, Mode::Replies] {
+        let n = if mode == Mode::Plain {
+            frames
+        } else {
+            reply_frames
+        };
+        let mut rows = Vec::new();
+        for client in &clients {
+            let mut results: Vec<Run> = (0..runs)
+                .map(|_| one_run(client, n, window, mode, pin))
+                .collect();
+            results.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+            let mut median = results[results.len() / 2].clone();
+            // Each column's own median.
+            median.cpu_us = med(results.iter().map(|r| r.cpu_us));
+            median.p50_us = med(results.iter().map(|r| r.p50_us));
+            median.p99_us = med(results.iter().map(|r| r.p99_us));
+            median.peak_kb = med(results.iter().map(|r| r.peak_kb as f64)) as u64;
+            median.reconnect_ms = med(results.iter().map(|r| r.reconnect_ms));
+            median.tcp_conns = med(results.iter().map(|r| r.tcp_conns as f64)) as usize;
+            rows.push((*client, median, results));
+        }
+        report(mode, &rows);
     }
 }
 
-/// The client process dies with its run, even when the run panics.
+fn med(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
+    let floor = rows
+        .iter()
+        .find(|(c, _, _)| *c == "floor")
+        .map(|(_, r, _)| r.rate);
+    match mode {
+        Mode::Plain => {
+            println!("ack only");
+            println!(
+                "{:<14} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10}",
+                "client",
+                "frames/s",
+                "× floor",
+                "CPU µs/frame",
+                "peak RSS",
+                "p50 ack",
+                "p99 ack",
+                "reconnect",
+                "gen CPU"
+            );
+        }
+        Mode::Replies => {
+            println!("\none session-webhook reply per frame");
+            println!(
+                "{:<14} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "client",
+                "replies/s",
+                "× floor",
+                "CPU µs/reply",
+                "peak RSS",
+                "p50 ack",
+                "p99 ack",
+                "TCP conns",
+                "gen CPU"
+            );
+        }
+    }
+    for (client, r, all) in rows {
+        let ratio = floor.map_or("n/a".to_owned(), |f| format!("{:.2}×", r.rate / f));
+        let last = match mode {
+            Mode::Plain => format!("{:>9.0} ms", r.reconnect_ms),
+            Mode::Replies => format!("{:>10}", r.tcp_conns),
+        };
+        println!(
+            "{:<14} {:>10.0} {:>8} {:>12.2} {:>6.1} MB {:>7.0}µs {:>7.0}µs {:>11} {:>9.0}%",
+            client,
+            r.rate,
+            ratio,
+            r.cpu_us,
+            r.peak_kb as f64 / 1024.0,
+            r.p50_us,
+            r.p99_us,
+            last,
+            r.gen_busy * 100.0
+        );
+        let rates: Vec<String> = all.iter().map(|r| format!("{:.0}", r.rate)).collect();
+        println!("{:<14} runs: {}", "", rates.join(", "));
+    }
+    if mode == Mode::Plain {
+        if let Some(f) = floor {
+            if f < FLOOR_TARGET {
+                println!(
+                    "\nthe floor reached {f:.0} frames/s < {FLOOR_TARGET:.0}: this run measured the generator or the machine, not the clients"
+                );
+            } else {
+                println!(
+                    "\nthe floor reached {f:.0} frames/s ≥ {FLOOR_TARGET:.0}: the generator is not the bottleneck"
+                );
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Run {
+    /// Frames (or replies) per second.
+    rate: f64,
+    /// Client CPU (user + sys) per frame or reply.
+    cpu_us: f64,
+    p50_us: f64,
+    p99_us: f64,
+    peak_kb: u64,
+    /// Abrupt TCP drop to the first open request.
+    reconnect_ms: f64,
+    /// TCP connections the client opened to the webhook host.
+    tcp_conns: usize,
+    /// The generator's CPU use during the load (1.0 = a whole core).
+    gen_busy: f64,
+}
+
+/// A child process that dies with its run, even when the run panics.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
@@ -99,14 +245,38 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Run {
-    fps: f64,
-    p50: Duration,
-    p99: Duration,
-    peak_kb: u64,
-    idle_kb: u64,
-    reconnect: Option<Duration>,
+fn spawn(pin_cpu: Option<usize>, args: &[&str], piped: bool) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match pin_cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).stderr(Stdio::inherit());
+    if piped {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    }
+    cmd.spawn().unwrap()
+}
+
+/// utime + stime of a process (all its threads), in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0 // CLK_TCK is 100 on Linux
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -121,91 +291,410 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn one_run(target: &str, n: usize, window: usize) -> Run {
-    let sim = Sim::start(SimConfig {
-        bench_mode: true,
-        disconnect_grace: Duration::from_millis(200),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let child: Child = Command::new(std::env::current_exe().unwrap())
-        .args(["--child", target, &sim.base_url()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+struct Gen {
+    _child: KillOnDrop,
+    pid: u32,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Gen {
+    fn line(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the generator ended before `{prefix}`");
+            }
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+    fn say(&mut self, what: &str) {
+        writeln!(self.stdin, "{what}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run {
+    let (n_s, w_s) = (n.to_string(), window.to_string());
+    let mut gen_child = spawn(
+        pin.then_some(0),
+        &["--generator", &n_s, &w_s, mode.arg()],
+        true,
+    );
+    let pid = gen_child.id();
+    let mut generator = Gen {
+        stdin: gen_child.stdin.take().unwrap(),
+        stdout: BufReader::new(gen_child.stdout.take().unwrap()),
+        _child: KillOnDrop(gen_child),
+        pid,
+    };
+    let base = generator.line("READY");
+    let client_child = spawn(
+        pin.then_some(1),
+        &["--child", client, &base, mode.arg()],
+        false,
+    );
+    let client_pid = client_child.id();
+    let _client = KillOnDrop(client_child);
+    generator.line("CONNECTED");
+    let cpu0 = cpu_secs(client_pid);
+    let gen_cpu0 = cpu_secs(generator.pid);
+    generator.say("GO");
+    let done: serde_json::Value = serde_json::from_str(&generator.line("DONE")).unwrap();
+    let cpu = cpu_secs(client_pid) - cpu0;
+    let gen_cpu = cpu_secs(generator.pid) - gen_cpu0;
+    let peak_kb = status_kb(client_pid, "VmHWM:");
+    generator.say("DROP");
+    let reconnect_ms: f64 = generator.line("RECONNECT").parse().unwrap();
+    let errors = done["errors"].as_u64().unwrap();
+    assert_eq!(errors, 0, "{client}: the generator saw wrong acks: {done}");
+    let secs = done["secs"].as_f64().unwrap();
+    Run {
+        rate: n as f64 / secs,
+        cpu_us: cpu * 1e6 / n as f64,
+        p50_us: done["p50_us"].as_f64().unwrap(),
+        p99_us: done["p99_us"].as_f64().unwrap(),
+        peak_kb,
+        reconnect_ms,
+        tcp_conns: done["tcp_conns"].as_u64().unwrap() as usize,
+        gen_busy: gen_cpu / secs,
+    }
+}
+
+// ---- the generator -----------------------------------------------------------------------
+
+struct GenState {
+    ws_port: u16,
+    http_port: u16,
+    opens: AtomicUsize,
+    opened: tokio::sync::Notify,
+    replies: AtomicUsize,
+    replied: tokio::sync::Notify,
+    tcp_conns: AtomicUsize,
+}
+
+fn generator(n: usize, window: usize, mode: Mode) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    let pid = child.id();
-    let _child = KillOnDrop(child);
-    sim.wait_connections(1, Duration::from_secs(20))
-        .await
-        .unwrap();
-    // Frames are built before the clock starts.
-    let frames: Vec<(String, String)> = (0..n)
-        .map(|i| {
-            let id = format!("load_{i}_{target}");
-            let data = sim.bot_message_data("text", "benchmark message", Chat::Private).to_string();
-            let text = serde_json::json!({
-                "specVersion": "1.0", "type": "CALLBACK",
-                "headers": {"appId": "sim-app", "connectionId": "sim", "contentType": "application/json",
-                            "messageId": id, "time": "1700000000000", "topic": "/v1.0/im/bot/messages/get"},
-                "data": data,
-            })
-            .to_string();
-            (id, text)
+    rt.block_on(generate(n, window, mode));
+}
+
+async fn generate(n: usize, window: usize, mode: Mode) {
+    use axum::Router;
+    use axum::routing::post;
+    use axum::serve::ListenerExt;
+    use tokio::io::AsyncBufReadExt;
+
+    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let state = Arc::new(GenState {
+        ws_port: ws_listener.local_addr().unwrap().port(),
+        http_port: http_listener.local_addr().unwrap().port(),
+        opens: AtomicUsize::new(0),
+        opened: tokio::sync::Notify::new(),
+        replies: AtomicUsize::new(0),
+        replied: tokio::sync::Notify::new(),
+        tcp_conns: AtomicUsize::new(0),
+    });
+    let s1 = state.clone();
+    let s2 = state.clone();
+    let app = Router::new()
+        .route(
+            "/v1.0/gateway/connections/open",
+            post(move || {
+                let s = s1.clone();
+                async move {
+                    let k = s.opens.fetch_add(1, Ordering::SeqCst);
+                    s.opened.notify_waiters();
+                    axum::Json(serde_json::json!({
+                        "endpoint": format!("ws://127.0.0.1:{}/connect", s.ws_port),
+                        "ticket": format!("ticket-{k}"),
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/robot/sendBySession",
+            post(move || {
+                let s = s2.clone();
+                async move {
+                    s.replies.fetch_add(1, Ordering::SeqCst);
+                    s.replied.notify_waiters();
+                    axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+                }
+            }),
+        );
+    let counter = state.clone();
+    let listener = http_listener.tap_io(move |tcp| {
+        let _ = tcp.set_nodelay(true);
+        counter.tcp_conns.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Every frame is serialised before the clock starts; the load only clones handles to them.
+    let frames = build_frames(n, state.http_port);
+    let pings: Vec<tokio_tungstenite::tungstenite::Message> = (0..n / PING_EVERY + 1)
+        .map(|k| {
+            tokio_tungstenite::tungstenite::Message::text(format!(
+                r#"{{"specVersion":"1.0","type":"SYSTEM","headers":{{"appId":"gen","connectionId":"gen","contentType":"application/json","messageId":"p{k}","time":"1700000000000","topic":"ping"}},"data":"{{\"opaque\":\"o{k}\"}}"}}"#
+            ))
         })
         .collect();
-    // Idle memory of the connected client, after a moment with no traffic.
-    let _ = sim
-        .wait_for("a quiet moment", Duration::from_millis(300), |_| false)
-        .await;
-    let idle_kb = status_kb(pid, "VmRSS:");
-    let report = sim
-        .run_load(frames, window, Duration::from_secs(300))
-        .await
-        .unwrap();
-    let peak_kb = status_kb(pid, "VmHWM:");
-    let reconnect = if target == "floor" {
-        None
+    println!("READY http://127.0.0.1:{}", state.http_port);
+    let mut ws = accept(&ws_listener).await;
+    // Let the client settle (its start-up is not measured), then report.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("CONNECTED");
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = stdin.next_line().await {
+        if line == "GO" {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let stats = load(&mut ws, &frames, &pings, window).await;
+    if mode == Mode::Replies {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = state.replied.notified();
+            if state.replies.load(Ordering::SeqCst) >= n || Instant::now() > deadline {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let replies = state.replies.load(Ordering::SeqCst);
+    let missing = if mode == Mode::Replies {
+        n - replies.min(n)
     } else {
-        let t = Instant::now();
-        let old = sim.disconnect().unwrap();
-        sim.wait_for("the replacement connection", Duration::from_secs(20), |s| {
-            s.conns.iter().any(|c| c.id > old && c.open)
-        })
-        .await
-        .unwrap();
-        Some(t.elapsed())
+        0
     };
-    assert!(
-        sim.snapshot().violations.is_empty(),
-        "{:?}",
-        sim.snapshot().violations
+    let errors = stats.errors + missing as u64;
+    println!(
+        "DONE {}",
+        serde_json::json!({
+            "secs": secs,
+            "p50_us": stats.p50_us,
+            "p99_us": stats.p99_us,
+            "errors": errors,
+            "replies": replies,
+            "tcp_conns": state.tcp_conns.load(Ordering::SeqCst),
+        })
     );
-    Run {
-        fps: report.frames_per_sec(),
-        p50: report.latency(0.5),
-        p99: report.latency(0.99),
-        peak_kb,
-        idle_kb,
-        reconnect,
+    while let Ok(Some(line)) = stdin.next_line().await {
+        if line == "DROP" {
+            break;
+        }
+    }
+    // An abrupt TCP drop: RST, no close frame.
+    let opens = state.opens.load(Ordering::SeqCst);
+    let _ = ws.get_ref().set_zero_linger();
+    let dropped = Instant::now();
+    drop(ws);
+    while state.opens.load(Ordering::SeqCst) == opens {
+        let notified = state.opened.notified();
+        if state.opens.load(Ordering::SeqCst) != opens {
+            break;
+        }
+        if tokio::time::timeout(Duration::from_secs(30), notified)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    println!("RECONNECT {}", dropped.elapsed().as_secs_f64() * 1e3);
+}
+
+type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn accept(listener: &tokio::net::TcpListener) -> ServerWs {
+    let (tcp, _) = listener.accept().await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tokio_tungstenite::accept_async(tcp).await.unwrap()
+}
+
+fn build_frames(n: usize, http_port: u16) -> Vec<tokio_tungstenite::tungstenite::Message> {
+    let expires = 4_102_444_800_000i64; // 2100-01-01
+    let data = serde_json::json!({
+        "conversationId": "cidBenchPrivate0001==",
+        "conversationType": "1",
+        "chatbotCorpId": "dingBenchCorp",
+        "chatbotUserId": "$:LWCP_v1:$benchbot",
+        "msgId": "MSGID",
+        "senderNick": "Bench User",
+        "isAdmin": false,
+        "senderStaffId": "bench-staff-1",
+        "sessionWebhookExpiredTime": expires,
+        "createAt": 1_700_000_000_000i64,
+        "senderCorpId": "dingBenchCorp",
+        "senderId": "$:LWCP_v1:$benchuser",
+        "sessionWebhook": format!("http://127.0.0.1:{http_port}/robot/sendBySession?session=SESSION"),
+        "robotCode": "bench-client-id",
+        "msgtype": "text",
+        "text": {"content": "benchmark message: a realistic text of a chatbot message that a user typed into a group or a one-to-one chat, padded to the size of real frames"},
+        "atUsers": [{"dingtalkId": "$:LWCP_v1:$benchbot"}],
+        "isInAtList": true,
+    })
+    .to_string();
+    let template = serde_json::json!({
+        "specVersion": "1.0",
+        "type": "CALLBACK",
+        "headers": {
+            "appId": "bench-app-id-0000", "connectionId": "bench-connection-0000-0000-0000",
+            "contentType": "application/json", "messageId": "MESSAGEID",
+            "time": "1700000000000", "topic": "/v1.0/im/bot/messages/get",
+        },
+        "data": data,
+    })
+    .to_string();
+    (0..n)
+        .map(|i| {
+            let text = template
+                .replace("MESSAGEID", &format!("m{i}"))
+                .replace("MSGID", &format!("msgBench{i}=="))
+                .replace("SESSION", &format!("s{i}"));
+            tokio_tungstenite::tungstenite::Message::text(text)
+        })
+        .collect()
+}
+
+struct LoadStats {
+    errors: u64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// What the generator saw of the acks.
+struct Tally {
+    sent_at: Vec<Option<Instant>>,
+    latencies: Vec<u32>,
+    outstanding: usize,
+    acked: usize,
+    errors: u64,
+    pings_acked: usize,
+}
+
+impl Tally {
+    /// Checks one ack: code 200 and a `messageId` that was sent and not yet acked.
+    fn check(&mut self, text: &str, now: Instant) {
+        let ok = text.contains("\"code\":200");
+        let id = text
+            .split_once("\"messageId\":\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(id, _)| id);
+        match id {
+            Some(id) if id.starts_with('m') => {
+                let slot = id[1..]
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.sent_at.get_mut(i));
+                match slot.and_then(Option::take) {
+                    Some(at) if ok => {
+                        let us = now.duration_since(at).as_micros();
+                        self.latencies.push(u32::try_from(us).unwrap_or(u32::MAX));
+                        self.outstanding -= 1;
+                        self.acked += 1;
+                    }
+                    _ => self.errors += 1,
+                }
+            }
+            Some(id) if id.starts_with('p') && ok && text.contains("opaque") => {
+                self.pings_acked += 1;
+            }
+            _ => self.errors += 1,
+        }
+    }
+}
+
+/// Pushes every frame with at most `window` un-acked, writing each refill as one batch, and
+/// checks every ack.
+async fn load(
+    ws: &mut ServerWs,
+    frames: &[tokio_tungstenite::tungstenite::Message],
+    pings: &[tokio_tungstenite::tungstenite::Message],
+    window: usize,
+) -> LoadStats {
+    use futures_util::{FutureExt, SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let n = frames.len();
+    let mut t = Tally {
+        sent_at: vec![None; n],
+        latencies: Vec::with_capacity(n),
+        outstanding: 0,
+        acked: 0,
+        errors: 0,
+        pings_acked: 0,
+    };
+    let (mut next, mut pings_sent) = (0usize, 0usize);
+    while t.acked < n {
+        let now = Instant::now();
+        let mut wrote = false;
+        while t.outstanding < window && next < n {
+            if next > 0 && next % PING_EVERY == 0 && next / PING_EVERY > pings_sent {
+                ws.feed(pings[pings_sent].clone()).await.unwrap();
+                pings_sent += 1;
+            }
+            ws.feed(frames[next].clone()).await.unwrap();
+            t.sent_at[next] = Some(now);
+            next += 1;
+            t.outstanding += 1;
+            wrote = true;
+        }
+        if wrote {
+            ws.flush().await.unwrap();
+        }
+        let msg = match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            other => panic!("the client went away or stalled: {other:?}"),
+        };
+        let now = Instant::now();
+        if let Message::Text(text) = msg {
+            t.check(text.as_str(), now);
+        }
+        while let Some(Some(Ok(msg))) = ws.next().now_or_never() {
+            if let Message::Text(text) = msg {
+                t.check(text.as_str(), now);
+            }
+        }
+    }
+    // Ping acks may trail the last frame's ack.
+    while t.pings_acked < pings_sent {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => t.check(text.as_str(), Instant::now()),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    t.errors += (pings_sent - t.pings_acked.min(pings_sent)) as u64;
+    let mut latencies = t.latencies;
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(i).copied().unwrap_or(0) as f64
+    };
+    LoadStats {
+        errors: t.errors,
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
     }
 }
 
 // ---- the clients -------------------------------------------------------------------------
 
-fn child(target: &str, base: &str) {
-    let (id, secret) = (
-        SimConfig::default().client_id,
-        SimConfig::default().client_secret,
-    );
-    let creds = Credentials::new(id, secret);
+fn child(client: &str, base: &str, mode: Mode) {
+    let creds = Credentials::new("bench-client-id", "bench-client-secret");
     let endpoints = Endpoints::single(base);
-    match target {
-        "floor" => floor(base),
+    let reply = mode == Mode::Replies;
+    match client {
+        "floor" => floor(base, reply),
         "tokio" | "tokio-1thread" => {
-            let rt = if target == "tokio" {
+            let rt = if client == "tokio" {
                 tokio::runtime::Runtime::new().unwrap()
             } else {
                 tokio::runtime::Builder::new_current_thread()
@@ -215,7 +704,12 @@ fn child(target: &str, base: &str) {
             };
             let client = dingtalk_tokio::Client::builder(creds)
                 .endpoints(endpoints)
-                .on_bot_message(|_ctx| async { Ok::<(), dingtalk_tokio::HandlerError>(()) })
+                .on_bot_message(move |ctx| async move {
+                    if reply {
+                        ctx.reply_text("ok").await?;
+                    }
+                    Ok::<(), dingtalk_tokio::HandlerError>(())
+                })
                 .build()
                 .unwrap();
             rt.block_on(client.run()).unwrap();
@@ -223,7 +717,12 @@ fn child(target: &str, base: &str) {
         "blocking" => {
             let client = dingtalk_blocking::Client::builder(creds)
                 .endpoints(endpoints)
-                .on_bot_message(|_ctx| Ok::<(), dingtalk_blocking::HandlerError>(()))
+                .on_bot_message(move |ctx| {
+                    if reply {
+                        ctx.reply_text("ok")?;
+                    }
+                    Ok::<(), dingtalk_blocking::HandlerError>(())
+                })
                 .build()
                 .unwrap();
             client.run().unwrap();
@@ -231,7 +730,12 @@ fn child(target: &str, base: &str) {
         "async-std" => {
             let client = dingtalk_async_std::Client::builder(creds)
                 .endpoints(endpoints)
-                .on_bot_message(|_ctx| async { Ok::<(), dingtalk_async_std::HandlerError>(()) })
+                .on_bot_message(move |ctx| async move {
+                    if reply {
+                        ctx.reply_text("ok").await?;
+                    }
+                    Ok::<(), dingtalk_async_std::HandlerError>(())
+                })
                 .build()
                 .unwrap();
             async_std::task::block_on(client.run()).unwrap();
@@ -240,33 +744,12 @@ fn child(target: &str, base: &str) {
     }
 }
 
-/// The floor: open a connection, then read frames and ack each with its `messageId`. Nothing
-/// else: no dedup, no keepalive, no handler, no reconnect.
-fn floor(base: &str) {
-    use futures_util::{SinkExt, StreamExt};
+/// The floor: open a connection, then read frames and ack each with its `messageId`, flushing
+/// once per burst. Nothing else: no dedup, no keepalive, no handler, no reconnect. In replies
+/// mode it posts each frame's reply over reqwest's keep-alive pool, at most 64 at once.
+fn floor(base: &str, reply: bool) {
+    use futures_util::{FutureExt, SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let cfg = SimConfig::default();
-    let body = serde_json::json!({
-        "clientId": cfg.client_id, "clientSecret": cfg.client_secret,
-        "subscriptions": [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}], "ua": "floor",
-    });
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let request = http::Request::post(format!("{base}/v1.0/gateway/connections/open"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .body(body.to_string().into_bytes())
-        .unwrap();
-    let mut response = agent.run(request).unwrap();
-    let open: serde_json::Value =
-        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
-    let url = format!(
-        "{}?ticket={}",
-        open["endpoint"].as_str().unwrap(),
-        open["ticket"].as_str().unwrap()
-    );
     #[derive(serde::Deserialize)]
     struct Headers<'a> {
         #[serde(rename = "messageId", borrow)]
@@ -277,23 +760,97 @@ fn floor(base: &str) {
         #[serde(borrow)]
         headers: Headers<'a>,
     }
+    #[derive(serde::Deserialize)]
+    struct FrameWithData<'a> {
+        #[serde(borrow)]
+        data: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        #[serde(rename = "sessionWebhook")]
+        session_webhook: Option<String>,
+    }
+    let base = base.to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        // TCP_NODELAY like the adapters: a fair floor is not held back by Nagle.
+        let tls = dingtalk_tokio::default_tls_config().unwrap();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .tcp_nodelay(true)
+            .build()
+            .unwrap();
+        let open: serde_json::Value = http
+            .post(format!("{base}/v1.0/gateway/connections/open"))
+            .json(&serde_json::json!({
+                "clientId": "bench-client-id", "clientSecret": "bench-client-secret",
+                "subscriptions": [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}],
+                "ua": "floor",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}?ticket={}",
+            open["endpoint"].as_str().unwrap(),
+            open["ticket"].as_str().unwrap()
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
             .await
             .unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Text(t) = msg {
-                if let Ok(f) = serde_json::from_str::<Frame<'_>>(t.as_str()) {
-                    let ack = format!(
-                        r#"{{"code":200,"headers":{{"contentType":"application/json","messageId":"{}"}},"message":"OK","data":"{{\"response\":null}}"}}"#,
-                        f.headers.message_id
-                    );
-                    if ws.send(Message::text(ack)).await.is_err() {
-                        return;
-                    }
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        let handle = |msg: Message| {
+            let Message::Text(t) = msg else { return None };
+            let f = serde_json::from_str::<Frame<'_>>(t.as_str()).ok()?;
+            if f.headers.message_id.starts_with('p') {
+                // A SYSTEM ping: echo its data, as the protocol requires.
+                let data = serde_json::from_str::<FrameWithData<'_>>(t.as_str()).ok()?.data?;
+                let ack = serde_json::json!({
+                    "code": 200, "message": "OK", "data": data,
+                    "headers": {"contentType": "application/json", "messageId": f.headers.message_id},
+                });
+                return Some(Message::text(ack.to_string()));
+            }
+            let ack = format!(
+                r#"{{"code":200,"headers":{{"contentType":"application/json","messageId":"{}"}},"message":"OK","data":"{{\"response\":null}}"}}"#,
+                f.headers.message_id
+            );
+            if reply && f.headers.message_id.starts_with('m') {
+                let webhook = serde_json::from_str::<FrameWithData<'_>>(t.as_str())
+                    .ok()
+                    .and_then(|f| f.data)
+                    .and_then(|d| serde_json::from_str::<Data>(&d).ok())
+                    .and_then(|d| d.session_webhook);
+                if let Some(url) = webhook {
+                    let http = http.clone();
+                    let permits = permits.clone();
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        let _ = http
+                            .post(url)
+                            .json(&serde_json::json!({"msgtype": "text", "text": {"content": "ok"}}))
+                            .send()
+                            .await;
+                    });
                 }
+            }
+            Some(Message::text(ack))
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let mut acks = Vec::new();
+            acks.extend(handle(msg));
+            while let Some(Some(Ok(msg))) = ws.next().now_or_never() {
+                acks.extend(handle(msg));
+            }
+            for ack in acks {
+                if ws.feed(ack).await.is_err() {
+                    return;
+                }
+            }
+            if ws.flush().await.is_err() {
+                return;
             }
         }
     });
