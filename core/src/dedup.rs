@@ -1,6 +1,8 @@
 //! A bounded, time-limited memory of completed message ids and the acks they got.
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::FixedState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,17 +23,23 @@ pub enum CachedAck {
 pub struct DedupCache {
     capacity: usize,
     ttl: Duration,
-    acks: HashMap<Arc<str>, (CachedAck, Instant)>,
+    acks: HashMap<Arc<str>, (CachedAck, Instant), FixedState>,
     order: VecDeque<(Instant, Arc<str>)>,
 }
 
 impl DedupCache {
     /// A cache of at most `capacity` ids, each kept for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self::with_seed(capacity, ttl, 0)
+    }
+
+    /// The same, hashing with `seed` (the session's seed: ids are hashed with foldhash, fast and
+    /// not predictable across processes, without a global RNG).
+    pub fn with_seed(capacity: usize, ttl: Duration, seed: u64) -> Self {
         Self {
             capacity,
             ttl,
-            acks: HashMap::new(),
+            acks: HashMap::with_hasher(FixedState::with_seed(seed)),
             order: VecDeque::new(),
         }
     }

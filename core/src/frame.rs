@@ -574,6 +574,26 @@ impl<'a> Ack<'a> {
         }
     }
 
+    /// The text of `200 OK {"response":null}` for `message_id`: the ack of every immediately
+    /// acked bot message, so it skips the serializer when the id needs no escaping (the same
+    /// bytes [`Ack::to_text`] writes).
+    pub fn response_null_text(message_id: &str) -> String {
+        const HEAD: &str =
+            r#"{"code":200,"headers":{"contentType":"application/json","messageId":""#;
+        const TAIL: &str = r#""},"message":"OK","data":"{\"response\":null}"}"#;
+        let plain = message_id
+            .bytes()
+            .all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        if !plain {
+            return Ack::new(status::OK, message_id, "OK", r#"{"response":null}"#).to_text();
+        }
+        let mut out = String::with_capacity(HEAD.len() + message_id.len() + TAIL.len());
+        out.push_str(HEAD);
+        out.push_str(message_id);
+        out.push_str(TAIL);
+        out
+    }
+
     /// Serializes the ack to the text sent over the WebSocket.
     pub fn to_text(&self) -> String {
         // One allocation, sized for the envelope plus the (escaped) data.
@@ -598,6 +618,24 @@ mod tests {
 
     fn parse(text: &str) -> Result<Frame, FrameError> {
         Frame::parse(text, &Limits::default())
+    }
+
+    #[test]
+    fn response_null_fast_path_writes_what_the_serializer_writes() {
+        for id in [
+            "m1",
+            "msg-ÄÖ-✓",
+            "with\"quote",
+            "back\\slash",
+            "ctl\u{1}",
+            "",
+        ] {
+            assert_eq!(
+                Ack::response_null_text(id),
+                Ack::new(status::OK, id, "OK", r#"{"response":null}"#).to_text(),
+                "{id:?}"
+            );
+        }
     }
 
     #[test]

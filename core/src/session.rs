@@ -23,6 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::FixedState;
 use serde::Deserialize;
 
 use crate::config::StreamConfig;
@@ -466,8 +467,8 @@ pub struct Session {
     quick_reconnect_used: bool,
     rng: fastrand::Rng,
     conns: Vec<Conn>,
-    inflight: HashMap<Arc<str>, InFlight>,
-    by_delivery: HashMap<DeliveryId, Arc<str>>,
+    inflight: HashMap<Arc<str>, InFlight, FixedState>,
+    by_delivery: HashMap<DeliveryId, Arc<str>, FixedState>,
     deadlines: BinaryHeap<Reverse<(Instant, DeliveryId)>>,
     queue: VecDeque<DeliveryId>,
     running: usize,
@@ -535,8 +536,9 @@ impl Session {
             ));
         }
         let open_body = open_request_body(&config);
-        let dedup = DedupCache::new(config.dedup_capacity, config.dedup_ttl);
-        let rng = fastrand::Rng::with_seed(config.rng_seed);
+        let seed = config.rng_seed;
+        let dedup = DedupCache::with_seed(config.dedup_capacity, config.dedup_ttl, seed);
+        let rng = fastrand::Rng::with_seed(seed);
         let mut session = Self {
             config,
             open_uri,
@@ -551,8 +553,8 @@ impl Session {
             quick_reconnect_used: false,
             rng,
             conns: Vec::new(),
-            inflight: HashMap::new(),
-            by_delivery: HashMap::new(),
+            inflight: HashMap::with_hasher(FixedState::with_seed(seed)),
+            by_delivery: HashMap::with_hasher(FixedState::with_seed(seed)),
             deadlines: BinaryHeap::new(),
             queue: VecDeque::new(),
             running: 0,
@@ -988,9 +990,7 @@ impl Session {
         if let Some(ack) = self.dedup.get(frame.message_id(), now) {
             self.stats.duplicates += 1;
             let text = match ack {
-                CachedAck::ResponseNull => {
-                    Ack::new(status::OK, frame.message_id(), "OK", RESPONSE_NULL).to_text()
-                }
+                CachedAck::ResponseNull => Ack::response_null_text(frame.message_id()),
                 CachedAck::Text(t) => t.to_string(),
             };
             self.send(conn, text);
@@ -1045,7 +1045,7 @@ impl Session {
         let mut deadline = None;
         match policy {
             AckPolicy::Immediate => {
-                let ack = Ack::new(status::OK, &message_id, "OK", RESPONSE_NULL).to_text();
+                let ack = Ack::response_null_text(&message_id);
                 self.send(conn, ack);
                 self.dedup
                     .insert(message_id.clone(), CachedAck::ResponseNull, now);

@@ -23,7 +23,7 @@ struct Tokens {
 /// connection pool.
 pub struct ApiClient<H> {
     http: H,
-    endpoints: Endpoints,
+    endpoints: Arc<Endpoints>,
     tokens: Arc<Tokens>,
     retry: RetryPolicy,
     robot_code: Arc<str>,
@@ -81,7 +81,7 @@ impl<H: HttpClient> ApiClient<H> {
                 cache: Mutex::new(TokenCache::new(credentials, endpoints.clone())),
                 refreshed: event_listener::Event::new(),
             }),
-            endpoints,
+            endpoints: Arc::new(endpoints),
             retry,
             robot_code,
         }

@@ -2,11 +2,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dingtalk_core::Frame;
+use std::sync::{Arc, LazyLock, OnceLock};
+
 use dingtalk_core::api::card::{CardContent, CardResult, CreateAndDeliver};
 use dingtalk_core::error::ClientError;
 use dingtalk_core::model::{CardParamMap, ChatbotMessage};
 use dingtalk_core::webhook::Message;
+use dingtalk_core::{ApiError, Frame, FrameError};
 
 use crate::api::ApiClient;
 use crate::runtime::HttpClient;
@@ -19,39 +21,78 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The frame and, once asked for, the message parsed from it (shared by clones).
+#[derive(Debug)]
+struct Lazy {
+    frame: Frame,
+    message: OnceLock<Result<ChatbotMessage, FrameError>>,
+}
+
 /// A chatbot message and everything needed to answer it.
+///
+/// The message is parsed from the frame the first time it is asked for ([`BotContext::message`],
+/// [`BotContext::text`], a reply), once: a handler that only needs the frame's headers pays for
+/// no parse. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BotContext<H> {
-    /// The message.
-    pub message: ChatbotMessage,
-    /// The frame it came in (headers such as `messageId`).
-    pub frame: Frame,
+    lazy: Arc<Lazy>,
     api: ApiClient<H>,
 }
 
+static EMPTY: LazyLock<ChatbotMessage> = LazyLock::new(ChatbotMessage::default);
+
 impl<H: HttpClient> BotContext<H> {
-    /// A context for `message`.
-    pub fn new(message: ChatbotMessage, frame: Frame, api: ApiClient<H>) -> Self {
+    /// A context for the bot-message `frame`.
+    pub fn new(frame: Frame, api: ApiClient<H>) -> Self {
         Self {
-            message,
-            frame,
+            lazy: Arc::new(Lazy {
+                frame,
+                message: OnceLock::new(),
+            }),
             api,
         }
     }
 
-    /// The message.
+    /// The same message with another API client (the blocking adapter's).
+    pub fn with_api<H2: HttpClient>(&self, api: ApiClient<H2>) -> BotContext<H2> {
+        BotContext {
+            lazy: self.lazy.clone(),
+            api,
+        }
+    }
+
+    fn parsed(&self) -> &Result<ChatbotMessage, FrameError> {
+        self.lazy
+            .message
+            .get_or_init(|| self.lazy.frame.data_json::<ChatbotMessage>())
+    }
+
+    /// The message. A frame whose data is not a chatbot message gives an empty message (see
+    /// [`BotContext::parse_error`]); replies to it fail with a validation error.
     pub fn message(&self) -> &ChatbotMessage {
-        &self.message
+        self.parsed().as_ref().unwrap_or(&EMPTY)
     }
 
-    /// The frame it came in.
+    /// Why the frame's data is not a chatbot message, if it is not.
+    pub fn parse_error(&self) -> Option<&FrameError> {
+        self.parsed().as_ref().err()
+    }
+
+    /// The parse error, if the message was asked for and is unreadable (no parse here).
+    pub(crate) fn known_parse_error(&self) -> Option<&FrameError> {
+        self.lazy.message.get().and_then(|r| r.as_ref().err())
+    }
+
+    /// The message, or the validation error a reply to an unreadable message gets.
+    fn checked(&self) -> Result<&ChatbotMessage, ClientError> {
+        self.parsed().as_ref().map_err(|e| {
+            ClientError::Api(ApiError::validation(format!("invalid bot message: {e}")))
+        })
+    }
+
+    /// The frame it came in (headers such as `messageId`).
     pub fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
-    /// Message, frame and API client.
-    pub fn into_parts(self) -> (ChatbotMessage, Frame, ApiClient<H>) {
-        (self.message, self.frame, self.api)
+        &self.lazy.frame
     }
 
     /// The API client (token cache shared with the whole client).
@@ -61,19 +102,19 @@ impl<H: HttpClient> BotContext<H> {
 
     /// The message text, trimmed (`None` for non-text messages).
     pub fn text(&self) -> Option<&str> {
-        self.message.text()
+        self.message().text()
     }
 
     /// Replies through the message's session webhook. Refused with
     /// [`dingtalk_core::ErrorKind::SessionWebhookExpired`] once the webhook has expired.
     pub async fn reply(&self, message: Message) -> Result<(), ClientError> {
-        let call = self.message.reply_call(message, unix_ms())?;
+        let call = self.checked()?.reply_call(message, unix_ms())?;
         self.api.call(&call).await
     }
 
     /// Replies with text. In a group the sender is @-mentioned.
     pub async fn reply_text(&self, text: impl Into<String>) -> Result<(), ClientError> {
-        self.reply(self.message.text_reply(text)).await
+        self.reply(self.message().text_reply(text)).await
     }
 
     /// Replies with markdown.
@@ -112,7 +153,7 @@ impl<H: HttpClient> BotContext<H> {
     ) -> Result<CardResult, ClientError> {
         let call = CreateAndDeliver {
             card: CardContent::new(template_id, out_track_id, data),
-            space: self.message.card_space(self.api.robot_code()),
+            space: self.checked()?.card_space(self.api.robot_code()),
         };
         self.api.call(&call).await
     }
@@ -120,7 +161,7 @@ impl<H: HttpClient> BotContext<H> {
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.
     pub async fn download(&self, download_code: &str) -> Result<Vec<u8>, ClientError> {
         let call = self
-            .message
+            .checked()?
             .download_call(download_code, self.api.robot_code());
         let url = self.api.call(&call).await?;
         self.api.get_bytes(&url).await

@@ -111,7 +111,12 @@ pub(crate) struct Driver<R: Runtime> {
     /// Handler calls that finished when first polled, fed back after the drain.
     ready: Vec<Completion>,
     timer: R::Timer,
+    /// The core's next deadline.
     deadline: Instant,
+    /// When the timer fires: never later than `deadline`, often earlier (the keepalive
+    /// deadline moves forward with every frame; re-arming a timer per frame costs more than an
+    /// early wake-up, after which the timer is armed for the deadline of that moment).
+    armed: Instant,
     paused: bool,
     stop_sent: bool,
     /// The session returned `Done`; the driver only closes sockets now.
@@ -137,6 +142,7 @@ impl<R: Runtime> Driver<R> {
             ready: Vec::new(),
             timer,
             deadline: now,
+            armed: now,
             paused: false,
             stop_sent: false,
             finished: None,
@@ -176,8 +182,9 @@ impl<R: Runtime> Driver<R> {
                     self.fatal = Some(error);
                 }
                 Output::Timeout(at) => {
-                    if at != self.deadline {
-                        self.deadline = at;
+                    self.deadline = at;
+                    if at < self.armed {
+                        self.armed = at;
                         self.timer.reset(at);
                     }
                     break;
@@ -404,8 +411,8 @@ impl<R: Runtime> Driver<R> {
             // Arm the timer again for the core's next deadline (never in the past, so a core
             // that asks for the same instant again cannot make the driver spin).
             let now = Instant::now();
-            self.deadline = self.deadline.max(now + Duration::from_millis(1));
-            self.timer.reset(self.deadline);
+            self.armed = self.deadline.max(now + Duration::from_millis(1));
+            self.timer.reset(self.armed);
         }
         progressed
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use dingtalk_core::model::{
-    CardCallback, CardCallbackResponse, ChatbotMessage, Event, GraphRequest, GraphResponse,
+    CardCallback, CardCallbackResponse, Event, GraphRequest, GraphResponse,
 };
 use dingtalk_core::{EventAck, Frame, Outcome};
 use serde_json::Value;
@@ -35,12 +35,14 @@ where
     Arc::new(move |frame: Frame, api: ApiClient<H>| {
         let f = f.clone();
         Box::pin(async move {
-            let message = match frame.data_json::<ChatbotMessage>() {
-                Ok(m) => m,
-                Err(e) => return failed("bot message", e),
-            };
-            match f(BotContext::new(message, frame, api)).await {
-                Ok(()) => Outcome::done(),
+            // The message is parsed when the handler first asks for it, once.
+            let ctx = BotContext::new(frame, api);
+            let probe = ctx.clone();
+            match f(ctx).await {
+                Ok(()) => match probe.known_parse_error() {
+                    Some(e) => failed("bot message", e),
+                    None => Outcome::done(),
+                },
                 Err(e) => Outcome::Failed(e.to_string()),
             }
         })

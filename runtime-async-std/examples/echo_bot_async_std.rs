@@ -17,7 +17,7 @@ use dingtalk_core::model::Content;
 use dingtalk_sim::{BackgroundSim, SimConfig};
 
 async fn echo(ctx: BotContext) -> Result<(), HandlerError> {
-    match ctx.message.content() {
+    match ctx.message().content() {
         Content::Text { .. } => {
             let text = ctx.text().unwrap_or_default().to_owned();
             ctx.reply_text(text).await?;

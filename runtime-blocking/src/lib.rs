@@ -146,17 +146,22 @@ pub struct BotContext {
 
 impl BotContext {
     fn new(ctx: dingtalk_driver::BotContext<Ureq>) -> Self {
-        let (message, frame, api) = ctx.into_parts();
-        let api = ApiClient::from_async(&api);
+        let api = ApiClient::from_async(ctx.api());
         Self {
-            inner: dingtalk_driver::BotContext::new(message, frame, api.inner.clone()),
+            inner: ctx.with_api(api.inner.clone()),
             api,
         }
     }
 
-    /// The message.
+    /// The message, parsed from the frame when first asked for. A frame whose data is not a
+    /// chatbot message gives an empty message (see [`BotContext::parse_error`]).
     pub fn message(&self) -> &ChatbotMessage {
         self.inner.message()
+    }
+
+    /// Why the frame's data is not a chatbot message, if it is not.
+    pub fn parse_error(&self) -> Option<&dingtalk_core::FrameError> {
+        self.inner.parse_error()
     }
 
     /// The frame it came in (headers such as `messageId`).

@@ -16,7 +16,7 @@ use dingtalk_sim::{Sim, SimConfig};
 use dingtalk_tokio::{BotContext, Client, ClientBuilder, HandlerError, env_config};
 
 async fn echo(ctx: BotContext) -> Result<(), HandlerError> {
-    match ctx.message.content() {
+    match ctx.message().content() {
         Content::Text { .. } => {
             let text = ctx.text().unwrap_or_default().to_owned();
             ctx.reply_text(text).await?;
