@@ -420,7 +420,7 @@ async fn generate(n: usize, window: usize, mode: Mode) {
         )
         .route(
             "/robot/sendBySession",
-            post(move || {
+            post(move |_body: axum::body::Bytes| {
                 let s = s2.clone();
                 async move {
                     s.replies.fetch_add(1, Ordering::SeqCst);
