@@ -3,8 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::frame::Limits;
+use crate::frame::{FrameType, Limits};
 use crate::topic::Subscription;
+
+/// Which subscription a frame belongs to: its index in [`StreamConfig::subscriptions`]. The
+/// session routes each frame once and hands the route to the application with the
+/// [`Delivery`](crate::Delivery), so the handler table is an array indexed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route(pub usize);
 
 /// App credentials: the `ClientID` (AppKey) and `ClientSecret` (AppSecret).
 ///
@@ -268,9 +274,30 @@ impl StreamConfig {
     }
 
     /// Adds (or replaces) a subscription in place.
-    pub fn add_subscription(&mut self, subscription: Subscription) {
+    pub fn add_subscription(&mut self, subscription: Subscription) -> Route {
+        match self
+            .subscriptions
+            .iter()
+            .position(|s| s.kind == subscription.kind && s.topic == subscription.topic)
+        {
+            Some(i) => {
+                // Replaced in place: routes handed out before stay valid.
+                self.subscriptions[i] = subscription;
+                Route(i)
+            }
+            None => {
+                self.subscriptions.push(subscription);
+                Route(self.subscriptions.len() - 1)
+            }
+        }
+    }
+
+    /// The subscription a frame of `kind` and `topic` belongs to (every EVENT belongs to the
+    /// EVENT subscription, whatever its topic); `None` when nothing subscribed to it.
+    pub fn route(&self, kind: FrameType, topic: &str) -> Option<Route> {
         self.subscriptions
-            .retain(|s| !(s.kind == subscription.kind && s.topic == subscription.topic));
-        self.subscriptions.push(subscription);
+            .iter()
+            .position(|s| s.kind == kind && (kind == FrameType::Event || s.topic == topic))
+            .map(Route)
     }
 }

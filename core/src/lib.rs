@@ -146,7 +146,7 @@ pub mod topic;
 pub mod webhook;
 
 pub use api::ApiCall;
-pub use config::{Credentials, Endpoints, StreamConfig};
+pub use config::{Credentials, Endpoints, Route, StreamConfig};
 pub use error::{ApiError, Error, ErrorKind, OpenError};
 pub use frame::{Frame, FrameError, FrameType, Headers, Limits};
 pub use http;

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use foldhash::fast::FixedState;
 use serde::Deserialize;
 
-use crate::config::StreamConfig;
+use crate::config::{Route, StreamConfig};
 use crate::dedup::{CachedAck, DedupCache};
 use crate::error::{Error, OpenError};
 use crate::frame::{Ack, Frame, FrameError, FrameType, salvage_message_id, status};
-use crate::topic::{self, AckPolicy, Subscription};
+use crate::topic::{self, AckPolicy};
 
 /// Identifies one WebSocket connection chosen by the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,6 +169,9 @@ pub struct Delivery {
     pub conn: ConnId,
     /// The frame (EVENT or CALLBACK).
     pub frame: Frame,
+    /// The subscription it belongs to: the index of the handler to call (the session routed
+    /// it; the application does not route again).
+    pub route: Route,
     /// `true` when the frame was already acked ([`AckPolicy::Immediate`]); the outcome then only
     /// frees the handler slot.
     pub acked: bool,
@@ -428,6 +431,7 @@ struct InFlight {
     delivery: DeliveryId,
     conn: ConnId,
     kind: FrameType,
+    route: Route,
     policy: AckPolicy,
     /// Connections owed an ack for this message id (the original and any duplicate copies).
     waiting: Vec<ConnId>,
@@ -970,14 +974,11 @@ impl Session {
         }
     }
 
-    fn policy_for(&self, frame: &Frame) -> Option<AckPolicy> {
-        self.config
-            .subscriptions
-            .iter()
-            .find(|s: &&Subscription| {
-                s.kind == frame.kind && (s.kind == FrameType::Event || s.topic == frame.topic())
-            })
-            .map(|s| s.ack)
+    /// The frame's route and ack policy: the one place a frame is routed.
+    fn route_for(&self, frame: &Frame) -> Option<(Route, AckPolicy)> {
+        let route = self.config.route(frame.kind, frame.topic())?;
+        let policy = self.config.subscriptions.get(route.0)?.ack;
+        Some((route, policy))
     }
 
     fn handle_data(&mut self, conn: ConnId, frame: Frame) {
@@ -1018,7 +1019,7 @@ impl Session {
             }));
             return;
         }
-        let Some(policy) = self.policy_for(&frame) else {
+        let Some((route, policy)) = self.route_for(&frame) else {
             let ack =
                 Ack::new(status::NOT_FOUND, frame.message_id(), "topic not found", "").to_text();
             self.send(conn, ack);
@@ -1064,6 +1065,7 @@ impl Session {
                 delivery,
                 conn,
                 kind,
+                route,
                 policy,
                 waiting,
                 deadline,
@@ -1093,6 +1095,7 @@ impl Session {
             id,
             conn: f.conn,
             frame,
+            route: f.route,
             acked: f.policy == AckPolicy::Immediate,
         }));
     }

@@ -1019,3 +1019,62 @@ fn debug_output_never_shows_the_secret() {
     let secret_bytes = secret_bytes.trim_matches(|c| c == '[' || c == ']');
     assert!(!text.contains(secret_bytes), "secret leaked as bytes");
 }
+
+// ---- routing -------------------------------------------------------------------------------
+
+#[test]
+fn each_delivery_carries_the_route_of_its_subscription() {
+    // config(): [bot message, card callback, events]
+    let (mut g, c) = Gw::connected(config());
+    g.text(c, &card_callback("r-card"));
+    g.text(c, &event("r-event"));
+    g.text(c, &bot_message("r-bot"));
+    let routes: Vec<(String, usize)> = g
+        .log
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(d) => Some((d.frame.message_id().to_owned(), d.route.0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            ("r-card".to_owned(), 1),
+            ("r-event".to_owned(), 2),
+            ("r-bot".to_owned(), 0)
+        ]
+    );
+    let cfg = g.s.config();
+    for (id, route) in routes {
+        let sub = &cfg.subscriptions[route];
+        let d = g
+            .log
+            .iter()
+            .find_map(|o| match o {
+                Output::Deliver(d) if d.frame.message_id() == id => Some(d),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(sub.kind, d.frame.kind);
+    }
+}
+
+#[test]
+fn replacing_a_subscription_keeps_its_route() {
+    let mut cfg = config();
+    let before = cfg.route(dingtalk_core::FrameType::Callback, topic::CARD_CALLBACK);
+    let replaced = cfg.add_subscription(
+        Subscription::callback(topic::CARD_CALLBACK).with_ack(AckPolicy::Immediate),
+    );
+    assert_eq!(Some(replaced), before);
+    assert_eq!(cfg.subscriptions.len(), 3);
+    assert_eq!(cfg.subscriptions[replaced.0].ack, AckPolicy::Immediate);
+    // Every EVENT topic routes to the one EVENT subscription; unknown callbacks route nowhere.
+    assert_eq!(
+        cfg.route(dingtalk_core::FrameType::Event, "whatever")
+            .map(|r| r.0),
+        Some(2)
+    );
+    assert_eq!(cfg.route(dingtalk_core::FrameType::Callback, "/nope"), None);
+}

@@ -13,9 +13,9 @@ use dingtalk_core::api::retry::RetryPolicy;
 use dingtalk_core::model::{
     CardCallback, CardCallbackResponse, Event, GraphRequest, GraphResponse,
 };
-use dingtalk_core::topic::Handlers;
 use dingtalk_core::{
-    Credentials, Endpoints, EventAck, Frame, Outcome, Session, StreamConfig, Subscription, topic,
+    Credentials, Endpoints, EventAck, Frame, Outcome, Route, Session, StreamConfig, Subscription,
+    topic,
 };
 use futures_util::task::AtomicWaker;
 use serde_json::Value;
@@ -48,11 +48,40 @@ pub fn env_config() -> Option<(Credentials, Endpoints)> {
     dingtalk_core::config::from_env(|k| std::env::var(k).ok())
 }
 
+/// The handlers, indexed by [`Route`]: the session routes each frame once and the driver calls
+/// `handlers[route]`.
+pub(crate) struct Handlers<H>(Vec<Option<Handler<H>>>);
+
+impl<H> Default for Handlers<H> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<H> Handlers<H> {
+    fn register(
+        &mut self,
+        config: &mut StreamConfig,
+        subscription: Subscription,
+        handler: Handler<H>,
+    ) {
+        let Route(i) = config.add_subscription(subscription);
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(handler);
+    }
+
+    pub(crate) fn get(&self, route: Route) -> Option<&Handler<H>> {
+        self.0.get(route.0).and_then(Option::as_ref)
+    }
+}
+
 /// Builds a [`Client`].
 pub struct ClientBuilder<R: Runtime> {
     config: StreamConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
-    handlers: Handlers<Handler<R::Http>>,
+    handlers: Handlers<R::Http>,
     http_timeout: Duration,
     retry: RetryPolicy,
 }
@@ -234,7 +263,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) config: StreamConfig,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) api: ApiClient<R::Http>,
-    pub(crate) handlers: Handlers<Handler<R::Http>>,
+    pub(crate) handlers: Handlers<R::Http>,
     pub(crate) stop: Arc<StopSignal>,
     running: AtomicBool,
 }
@@ -339,7 +368,8 @@ impl<R: Runtime> Client<R> {
     /// Runs the handler registered for `frame` (as the Stream driver would), for frames that
     /// arrive another way, such as HTTP callbacks. `None` when no handler takes the frame.
     pub fn dispatch(&self, frame: Frame) -> Option<BoxFuture<'static, Outcome>> {
-        let handler = self.shared.handlers.find(&frame)?;
+        let route = self.shared.config.route(frame.kind, frame.topic())?;
+        let handler = self.shared.handlers.get(route)?;
         Some(handler(frame, self.shared.api.clone()))
     }
 

@@ -231,7 +231,7 @@ impl<R: Runtime> Driver<R> {
     /// the driver's own set.
     fn deliver(&mut self, delivery: Delivery) {
         let id = delivery.id;
-        let Some(handler) = self.shared.handlers.find(&delivery.frame).cloned() else {
+        let Some(handler) = self.shared.handlers.get(delivery.route).cloned() else {
             // Subscriptions come from registered handlers; only a subscription added through
             // `configure` without a handler gets here.
             self.ready.push((id, Outcome::Failed("no handler".into())));
