@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use foldhash::fast::FixedState;
 use serde::Deserialize;
 
+use crate::api::gateway::OpenConnection;
+use crate::api::{build_request, parse_response};
 use crate::config::{Route, StreamConfig};
 use crate::dedup::{CachedAck, DedupCache};
 use crate::error::{Error, OpenError};
@@ -458,8 +460,8 @@ const IDLE_WAKEUP: Duration = Duration::from_secs(3600);
 /// The Stream-mode state machine. See the [crate docs](crate) for the loop contract.
 pub struct Session {
     config: StreamConfig,
-    open_uri: http::Uri,
-    open_body: Vec<u8>,
+    /// The open-connection call (its body holds the client secret).
+    open_call: OpenConnection,
     now: Instant,
     phase: Phase,
     out: VecDeque<Output>,
@@ -483,7 +485,7 @@ pub struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `open_body` holds the client secret and is left out.
+        // `open_call` holds the client secret and is left out.
         f.debug_struct("Session")
             .field("config", &self.config)
             .field("phase", &self.phase)
@@ -509,20 +511,20 @@ impl Session {
             .credentials
             .validate()
             .map_err(Error::InvalidConfig)?;
-        let open_uri = format!(
-            "{}/v1.0/gateway/connections/open",
-            config.endpoints.api.trim_end_matches('/')
+        let open_call = OpenConnection::new(
+            &config.credentials,
+            &config.subscriptions,
+            &config.ua,
+            config.local_ip.as_deref(),
         );
-        let open_uri: http::Uri = open_uri
-            .parse()
-            .map_err(|e| Error::InvalidConfig(format!("gateway URL `{open_uri}`: {e}")))?;
-        match open_uri.scheme_str() {
-            Some("http" | "https") if open_uri.authority().is_some() => {}
-            _ => {
-                return Err(Error::InvalidConfig(format!(
-                    "gateway URL `{open_uri}` must be http(s)://host"
-                )));
-            }
+        // Built once here so that a request that cannot be built is a configuration error now,
+        // not a failed open later.
+        let probe = build_request(&open_call, &config.endpoints, None)
+            .map_err(|e| Error::InvalidConfig(format!("gateway URL: {e}")))?;
+        if !matches!(probe.uri().scheme_str(), Some("http" | "https")) {
+            return Err(Error::InvalidConfig(
+                "the gateway URL must be http(s)://host".into(),
+            ));
         }
         if let Some(s) = config
             .subscriptions
@@ -539,14 +541,12 @@ impl Session {
                 "max_in_flight must be at least 1".into(),
             ));
         }
-        let open_body = open_request_body(&config);
         let seed = config.rng_seed;
         let dedup = DedupCache::with_seed(config.dedup_capacity, config.dedup_ttl, seed);
         let rng = fastrand::Rng::with_seed(seed);
         let mut session = Self {
             config,
-            open_uri,
-            open_body,
+            open_call,
             now,
             phase: Phase::Running,
             out: VecDeque::new(),
@@ -714,23 +714,15 @@ impl Session {
             _ => return,
         }
         self.next_open_at = None;
+        let request = match build_request(&self.open_call, &self.config.endpoints, None) {
+            Ok(r) => r,
+            Err(e) => {
+                // Validated in `new`; kept as a failed open rather than a panic.
+                self.open_failed(OpenError::InvalidResponse(e.to_string()));
+                return;
+            }
+        };
         let id = RequestId(self.alloc_id());
-        let mut request = http::Request::new(self.open_body.clone());
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = self.open_uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::ACCEPT,
-            http::HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            http::header::USER_AGENT,
-            http::HeaderValue::from_static(crate::config::USER_AGENT),
-        );
         self.opening = Some((id, self.now + self.config.open_timeout));
         self.stats.open_requests += 1;
         self.out.push_back(Output::Http { id, request });
@@ -752,7 +744,10 @@ impl Session {
         }
         let status = response.status().as_u16();
         if response.status().is_success() {
-            match parse_open_response(response.body(), self.config.allow_insecure_ws) {
+            let uri = parse_response(&self.open_call, response)
+                .map_err(|e| OpenError::InvalidResponse(e.to_string()))
+                .and_then(|t| connect_uri(&t.endpoint, &t.ticket, self.config.allow_insecure_ws));
+            match uri {
                 Ok(uri) => {
                     let conn = ConnId(self.alloc_id());
                     let mut request = http::Request::new(());
@@ -1399,50 +1394,6 @@ fn truncate(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// The JSON body of the open-connection request.
-fn open_request_body(config: &StreamConfig) -> Vec<u8> {
-    let mut subs: Vec<serde_json::Value> = Vec::new();
-    let mut seen: Vec<(FrameType, &str)> = Vec::new();
-    for s in &config.subscriptions {
-        if seen.contains(&(s.kind, s.topic.as_str())) {
-            continue;
-        }
-        seen.push((s.kind, s.topic.as_str()));
-        subs.push(serde_json::json!({"type": s.kind.as_str(), "topic": s.topic}));
-    }
-    let mut body = serde_json::json!({
-        "clientId": config.credentials.client_id(),
-        "clientSecret": config.credentials.client_secret(),
-        "subscriptions": subs,
-        "ua": config.ua,
-    });
-    if let (Some(ip), Some(obj)) = (&config.local_ip, body.as_object_mut()) {
-        obj.insert("localIp".into(), serde_json::Value::String(ip.clone()));
-    }
-    body.to_string().into_bytes()
-}
-
-#[derive(Deserialize)]
-struct OpenResponse {
-    endpoint: Option<String>,
-    ticket: Option<String>,
-}
-
-/// Validates the gateway's `{endpoint, ticket}` and builds the WebSocket URI.
-fn parse_open_response(body: &[u8], allow_insecure: bool) -> Result<http::Uri, OpenError> {
-    let r: OpenResponse = serde_json::from_slice(body)
-        .map_err(|e| OpenError::InvalidResponse(format!("not the expected JSON: {e}")))?;
-    let endpoint = r
-        .endpoint
-        .filter(|e| !e.trim().is_empty())
-        .ok_or_else(|| OpenError::InvalidResponse("no endpoint".into()))?;
-    let ticket = r
-        .ticket
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| OpenError::InvalidResponse("no ticket".into()))?;
-    connect_uri(&endpoint, &ticket, allow_insecure)
 }
 
 /// `endpoint` plus the `ticket` query parameter, escaped, joined with `?` or `&`.

@@ -23,6 +23,7 @@
 
 pub mod card;
 pub mod contact;
+pub mod gateway;
 pub mod group;
 pub mod media;
 pub mod retry;
