@@ -1,0 +1,77 @@
+//! Keepalive pings, dead connections, ack and drain deadlines.
+
+use super::acks::outcome_ack;
+use super::*;
+
+impl Session {
+    pub(super) fn fire_timers(&mut self) {
+        let now = self.now;
+        if let Some((_, deadline)) = self.opening {
+            if deadline <= now {
+                self.opening = None;
+                self.open_failed(OpenError::Timeout);
+            }
+        }
+        let mut dead: Vec<(ConnId, &'static str)> = Vec::new();
+        let mut pings = Vec::new();
+        for c in &mut self.conns {
+            match c.state {
+                ConnState::Connecting { deadline } if deadline <= now => {
+                    dead.push((c.id, "WebSocket handshake timed out"))
+                }
+                ConnState::Draining { deadline } if deadline <= now => {
+                    dead.push((c.id, "drain deadline passed"))
+                }
+                ConnState::Open if !self.reading_paused => match c.ping_deadline {
+                    Some(d) if d <= now => {
+                        dead.push((c.id, "no pong or frame after keepalive ping"))
+                    }
+                    None if c.last_rx + self.config.keepalive_idle <= now => {
+                        c.ping_deadline = Some(now + self.config.keepalive_timeout);
+                        pings.push(c.id);
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        for conn in pings {
+            self.out.push_back(Output::Ping { conn });
+        }
+        for (conn, reason) in dead {
+            self.drop_conn(conn, reason);
+        }
+        while let Some(Reverse((d, id))) = self.deadlines.peek().copied() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop();
+            self.ack_timeout(id, d);
+        }
+        if let Phase::Stopping { deadline } = self.phase {
+            if deadline <= now {
+                self.finish_stop();
+            }
+        }
+    }
+
+    pub(super) fn ack_timeout(&mut self, id: DeliveryId, at: Instant) {
+        let Some(mid) = self.by_delivery.get(&id).cloned() else {
+            return;
+        };
+        let Some(f) = self.inflight.get_mut(&mid) else {
+            return;
+        };
+        if f.deadline != Some(at) {
+            return;
+        }
+        f.deadline = None;
+        let waiting = std::mem::take(&mut f.waiting);
+        let kind = f.kind;
+        self.stats.handler_timeouts += 1;
+        let (ack, _) = outcome_ack(kind, &mid, &Outcome::Failed("handler timed out".into()));
+        self.send_all(&waiting, ack);
+        self.out
+            .push_back(Output::Event(SessionEvent::HandlerTimedOut { id }));
+    }
+}
