@@ -8,8 +8,9 @@
 //! [`Client::run`] blocks the calling thread in the async-io reactor (`async_io::block_on`):
 //! the thread sleeps until a socket is ready, a handler finishes or the core's next deadline,
 //! with no polling interval, and writes each burst of acks with one flush. Handlers run on the
-//! `blocking` thread pool, at most [`ClientBuilder::concurrency`] at once, so a slow handler
-//! never stalls pings or other frames' acks. Inside a handler, replies and API calls are plain
+//! client's own thread pool, at most [`ClientBuilder::concurrency`] at once, so a slow handler
+//! never stalls pings or other frames' acks; a burst of fast handlers costs one thread wake-up,
+//! not one hand-off per frame. Inside a handler, replies and API calls are plain
 //! blocking calls (ureq, keep-alive connections shared by every handler thread).
 //!
 //! ```no_run
@@ -62,6 +63,10 @@ use dingtalk_core::webhook::Message;
 use dingtalk_core::{Credentials, Endpoints, Frame, Outcome, StreamConfig, Subscription};
 use dingtalk_driver::runtime::{AsyncIo, Ureq};
 use serde_json::Value;
+
+use crate::pool::Pool;
+
+mod pool;
 
 pub use dingtalk_core;
 pub use dingtalk_driver;
@@ -228,19 +233,31 @@ impl BotContext {
 // ---- builder ------------------------------------------------------------------------------
 
 /// Builds a [`Client`]. Every option and registration mirrors the async adapters', with plain
-/// functions as handlers (run on the `blocking` thread pool).
+/// functions as handlers (run on the client's handler threads).
 #[derive(Debug)]
 pub struct ClientBuilder {
     inner: dingtalk_driver::ClientBuilder<AsyncIo>,
+    pool: Pool,
 }
 
-/// Runs a plain function on the `blocking` pool as the driver's async handler.
-fn offload<T, F>(f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
+/// Runs a plain function on the handler pool as the driver's async handler. A panic is carried
+/// back and resumed in the future, where the driver catches it (a failure outcome).
+fn offload<T, F>(pool: &Pool, f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    Box::pin(blocking::unblock(f))
+    let (tx, rx) = futures_channel::oneshot::channel();
+    pool.submit(Box::new(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    }));
+    Box::pin(async move {
+        match rx.await {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => std::panic::resume_unwind(Box::new("the handler thread went away")),
+        }
+    })
 }
 
 impl ClientBuilder {
@@ -248,6 +265,7 @@ impl ClientBuilder {
     pub fn new(credentials: Credentials) -> Self {
         Self {
             inner: dingtalk_driver::ClientBuilder::new(credentials),
+            pool: Pool::default(),
         }
     }
 
@@ -259,6 +277,7 @@ impl ClientBuilder {
     ) -> Self {
         Self {
             inner: f(self.inner),
+            pool: self.pool,
         }
     }
 
@@ -305,10 +324,10 @@ impl ClientBuilder {
     where
         F: Fn(Frame, &ApiClient) -> Outcome + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         let handler: dingtalk_driver::Handler<Ureq> = Arc::new(move |frame, api| {
             let f = f.clone();
-            offload(move || f(frame, &ApiClient::from_async(&api)))
+            offload(&pool, move || f(frame, &ApiClient::from_async(&api)))
         });
         self.map(|b| b.handler(subscription, handler))
     }
@@ -319,11 +338,11 @@ impl ClientBuilder {
     where
         F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_bot_message(move |ctx| {
                 let f = f.clone();
-                offload(move || f(BotContext::new(ctx)))
+                offload(&pool, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -334,11 +353,11 @@ impl ClientBuilder {
     where
         F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_delegate_message(move |ctx| {
                 let f = f.clone();
-                offload(move || f(BotContext::new(ctx)))
+                offload(&pool, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -352,11 +371,11 @@ impl ClientBuilder {
             + Sync
             + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_card_callback(move |cb, api| {
                 let f = f.clone();
-                offload(move || f(cb, &ApiClient::from_async(&api)))
+                offload(&pool, move || f(cb, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -370,11 +389,11 @@ impl ClientBuilder {
             + Sync
             + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_graph_invoke(move |req, api| {
                 let f = f.clone();
-                offload(move || f(req, &ApiClient::from_async(&api)))
+                offload(&pool, move || f(req, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -385,11 +404,11 @@ impl ClientBuilder {
     where
         F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_event(move |ev, api| {
                 let f = f.clone();
-                offload(move || f(ev, &ApiClient::from_async(&api)))
+                offload(&pool, move || f(ev, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -400,11 +419,11 @@ impl ClientBuilder {
     where
         F: Fn(Frame, &ApiClient) -> Result<Value, HandlerError> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
+        let (f, pool) = (Arc::new(f), self.pool.clone());
         self.map(|b| {
             b.on_callback(topic, move |frame, api| {
                 let f = f.clone();
-                offload(move || f(frame, &ApiClient::from_async(&api)))
+                offload(&pool, move || f(frame, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -437,6 +456,7 @@ impl Client {
     pub fn from_env() -> Result<ClientBuilder, Error> {
         Ok(ClientBuilder {
             inner: Inner::from_env()?,
+            pool: Pool::default(),
         })
     }
 
