@@ -25,6 +25,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -119,18 +120,21 @@ pub enum FrameError {
 /// The headers of a frame. Known headers are typed; unknown ones are kept in `extra`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Headers {
-    /// `topic`, e.g. `/v1.0/im/bot/messages/get`, `ping`, `*`.
-    pub topic: String,
-    /// `messageId`: the push id echoed in the ack.
-    pub message_id: String,
-    /// `contentType`, normally `application/json`.
-    pub content_type: Option<String>,
+    /// `topic`, e.g. `/v1.0/im/bot/messages/get`, `ping`, `*` (the documented topics are not
+    /// copied: they borrow the [`topic`](crate::topic) constants).
+    pub topic: Cow<'static, str>,
+    /// `messageId`: the push id echoed in the ack (shared, not copied, by the session's
+    /// in-flight and duplicate bookkeeping).
+    pub message_id: Arc<str>,
+    /// `contentType`, normally `application/json` (not copied when it is).
+    pub content_type: Option<Cow<'static, str>>,
     /// `time`: push time in unix milliseconds (arrives as a string; numbers accepted too).
     pub time: Option<i64>,
-    /// `appId`.
-    pub app_id: Option<String>,
-    /// `connectionId` (equals the ticket of the connection).
-    pub connection_id: Option<String>,
+    /// `appId` (shared with the previous frame's when equal).
+    pub app_id: Option<Arc<str>>,
+    /// `connectionId`, which equals the connection's ticket (shared with the previous frame's
+    /// when equal).
+    pub connection_id: Option<Arc<str>>,
     /// `eventType` (EVENT frames), e.g. `user_add_org`.
     pub event_type: Option<String>,
     /// `eventId` (EVENT frames).
@@ -158,8 +162,8 @@ impl Headers {
 /// One parsed Stream frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    /// `specVersion`, normally `1.0`.
-    pub spec_version: Option<String>,
+    /// `specVersion`, normally `1.0` (not copied when it is).
+    pub spec_version: Option<Cow<'static, str>>,
     /// `type`.
     pub kind: FrameType,
     /// `headers`.
@@ -178,8 +182,25 @@ impl Frame {
                 max: limits.max_frame_bytes,
             });
         }
+        Self::parse_shared(text, limits, &mut Interner::default())
+    }
+
+    /// [`Frame::parse`], sharing the `appId` and `connectionId` values with the frames parsed
+    /// before through `interner` (a session parses with one, so a steady stream of frames from
+    /// one connection allocates neither).
+    pub fn parse_shared(
+        text: &str,
+        limits: &Limits,
+        interner: &mut Interner,
+    ) -> Result<Self, FrameError> {
+        if text.len() > limits.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                len: text.len(),
+                max: limits.max_frame_bytes,
+            });
+        }
         let mut de = serde_json::Deserializer::from_str(text);
-        let raw = RawFrame::deserialize_with_limits(&mut de, limits)?;
+        let raw = RawFrame::deserialize_with_limits(&mut de, limits, interner)?;
         de.end().map_err(|e| FrameError::Malformed(e.to_string()))?;
         raw.into_frame()
     }
@@ -198,7 +219,7 @@ impl Frame {
     /// string literal the wire would hold).
     pub fn new(kind: FrameType, headers: Headers, data: &str) -> Self {
         Self {
-            spec_version: Some("1.0".to_owned()),
+            spec_version: Some(Cow::Borrowed("1.0")),
             kind,
             headers,
             data: serde_json::to_string(data).unwrap_or_default(),
@@ -245,8 +266,47 @@ pub fn salvage_message_id(text: &str, limits: &Limits) -> Option<String> {
     }
 }
 
+/// Values shared between consecutive frames (`appId`, `connectionId`): equal ones are not
+/// allocated again.
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    app_id: Option<Arc<str>>,
+    connection_id: Option<Arc<str>>,
+}
+
+fn share(slot: &mut Option<Arc<str>>, value: &str) -> Arc<str> {
+    match slot {
+        Some(v) if **v == *value => v.clone(),
+        _ => {
+            let v: Arc<str> = Arc::from(value);
+            *slot = Some(v.clone());
+            v
+        }
+    }
+}
+
+/// The documented topics, borrowed instead of copied.
+fn known_topic(value: Cow<'_, str>) -> Cow<'static, str> {
+    use crate::topic::*;
+    for t in [
+        BOT_MESSAGE,
+        BOT_DELEGATE,
+        CARD_CALLBACK,
+        CARD_DYNAMIC_DATA,
+        GRAPH_INVOKE,
+        ALL_EVENTS,
+        PING,
+        DISCONNECT,
+    ] {
+        if value == t {
+            return Cow::Borrowed(t);
+        }
+    }
+    Cow::Owned(value.into_owned())
+}
+
 struct RawFrame {
-    spec_version: Option<String>,
+    spec_version: Option<Cow<'static, str>>,
     kind: Option<Result<FrameType, String>>,
     headers: Option<Headers>,
     data: Option<String>,
@@ -256,9 +316,10 @@ impl RawFrame {
     fn deserialize_with_limits(
         de: &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
         limits: &Limits,
+        interner: &mut Interner,
     ) -> Result<Self, FrameError> {
         use serde::de::DeserializeSeed;
-        FrameSeed { limits }.deserialize(de).map_err(|e| {
+        FrameSeed { limits, interner }.deserialize(de).map_err(|e| {
             let text = e.to_string();
             if text.starts_with(TOO_MANY_HEADERS) {
                 FrameError::TooManyHeaders {
@@ -295,6 +356,7 @@ const TOO_MANY_HEADERS: &str = "too many headers";
 
 struct FrameSeed<'l> {
     limits: &'l Limits,
+    interner: &'l mut Interner,
 }
 
 impl<'de> de::DeserializeSeed<'de> for FrameSeed<'_> {
@@ -320,7 +382,15 @@ impl<'de> Visitor<'de> for FrameSeed<'_> {
         };
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             match key.as_ref() {
-                "specVersion" => raw.spec_version = map.next_value::<Option<String>>()?,
+                "specVersion" => {
+                    raw.spec_version = map.next_value::<Option<Text<'de>>>()?.map(|t| {
+                        if t.0 == "1.0" {
+                            Cow::Borrowed("1.0")
+                        } else {
+                            Cow::Owned(t.0.into_owned())
+                        }
+                    })
+                }
                 "type" => {
                     raw.kind = map
                         .next_value::<Option<Text<'de>>>()?
@@ -329,6 +399,7 @@ impl<'de> Visitor<'de> for FrameSeed<'_> {
                 "headers" => {
                     raw.headers = Some(map.next_value_seed(HeadersSeed {
                         max: self.limits.max_headers,
+                        interner: &mut *self.interner,
                     })?)
                 }
                 "data" => {
@@ -347,18 +418,19 @@ impl<'de> Visitor<'de> for FrameSeed<'_> {
     }
 }
 
-struct HeadersSeed {
+struct HeadersSeed<'i> {
     max: usize,
+    interner: &'i mut Interner,
 }
 
-impl<'de> de::DeserializeSeed<'de> for HeadersSeed {
+impl<'de> de::DeserializeSeed<'de> for HeadersSeed<'_> {
     type Value = Headers;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Headers, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for HeadersSeed {
+impl<'de> Visitor<'de> for HeadersSeed<'_> {
     type Value = Headers;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -376,12 +448,28 @@ impl<'de> Visitor<'de> for HeadersSeed {
             let value = map.next_value::<HeaderValue<'de>>()?.0;
             let owned = |v: Option<Cow<'de, str>>| v.map(Cow::into_owned);
             match key.as_ref() {
-                "topic" => h.topic = owned(value).unwrap_or_default(),
-                "messageId" => h.message_id = owned(value).unwrap_or_default(),
-                "contentType" => h.content_type = owned(value),
+                "topic" => h.topic = value.map(known_topic).unwrap_or_default(),
+                "messageId" => h.message_id = value.as_deref().map(Arc::from).unwrap_or_default(),
+                "contentType" => {
+                    h.content_type = value.map(|v| {
+                        if v == "application/json" {
+                            Cow::Borrowed("application/json")
+                        } else {
+                            Cow::Owned(v.into_owned())
+                        }
+                    })
+                }
                 "time" => h.time = parse_millis(value.as_deref(), "time")?,
-                "appId" => h.app_id = owned(value),
-                "connectionId" => h.connection_id = owned(value),
+                "appId" => {
+                    h.app_id = value
+                        .as_deref()
+                        .map(|v| share(&mut self.interner.app_id, v))
+                }
+                "connectionId" => {
+                    h.connection_id = value
+                        .as_deref()
+                        .map(|v| share(&mut self.interner.connection_id, v))
+                }
                 "eventType" => h.event_type = owned(value),
                 "eventId" => h.event_id = owned(value),
                 "eventCorpId" => h.event_corp_id = owned(value),

@@ -148,7 +148,7 @@ pub mod webhook;
 pub use api::ApiCall;
 pub use config::{Credentials, Endpoints, Route, StreamConfig};
 pub use error::{ApiError, Error, ErrorKind, OpenError};
-pub use frame::{Frame, FrameError, FrameType, Headers, Limits};
+pub use frame::{Frame, FrameError, FrameType, Headers, Interner, Limits};
 pub use http;
 pub use session::{
     ConnId, Delivery, DeliveryId, EventAck, Input, Outcome, Output, RequestId, Session,

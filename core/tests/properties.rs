@@ -218,7 +218,7 @@ proptest! {
                 Op::Text { conn, frame: kind, id } => {
                     if let Some(&c) = m.conns.get(conn) {
                         let text = text_for(kind, id);
-                        let mid = dingtalk_core::Frame::parse(&text, &Default::default()).unwrap().headers.message_id;
+                        let mid = dingtalk_core::Frame::parse(&text, &Default::default()).unwrap().headers.message_id.to_string();
                         m.received.insert((c, mid.clone()));
                         *m.frames_per_conn.entry((c, mid)).or_default() += 1;
                         m.input(Input::Text { conn: c, text: &text });

@@ -83,8 +83,8 @@ async fn robot(
     let frame = Frame::new(
         FrameType::Callback,
         Headers {
-            topic: topic::BOT_MESSAGE.to_owned(),
-            message_id: message.msg_id.clone(),
+            topic: topic::BOT_MESSAGE.into(),
+            message_id: message.msg_id.as_str().into(),
             content_type: Some("application/json".into()),
             ..Headers::default()
         },
@@ -132,10 +132,11 @@ async fn events(
         let frame = Frame::new(
             FrameType::Event,
             Headers {
-                topic: topic::ALL_EVENTS.to_owned(),
+                topic: topic::ALL_EVENTS.into(),
                 message_id: event["EventId"]
                     .as_str()
-                    .map_or_else(|| format!("http-{timestamp}-{nonce}"), str::to_owned),
+                    .map_or_else(|| format!("http-{timestamp}-{nonce}"), str::to_owned)
+                    .into(),
                 event_type: Some(event_type),
                 event_corp_id: event["CorpId"].as_str().map(str::to_owned),
                 ..Headers::default()

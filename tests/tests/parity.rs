@@ -23,8 +23,8 @@ fn frame(kind: FrameType, topic: &str, id: &str, data: &str) -> Frame {
     Frame::new(
         kind,
         Headers {
-            topic: topic.to_owned(),
-            message_id: id.to_owned(),
+            topic: topic.to_owned().into(),
+            message_id: id.into(),
             content_type: Some("application/json".into()),
             ..Headers::default()
         },

@@ -16,7 +16,7 @@ impl Session {
             c.state = ConnState::Open;
         }
         self.stats.frames_received += 1;
-        match Frame::parse(text, &self.config.limits) {
+        match Frame::parse_shared(text, &self.config.limits, &mut self.interner) {
             Ok(frame) => {
                 self.attempt = 0;
                 self.quick_reconnect_used = false;
@@ -109,7 +109,7 @@ impl Session {
             self.send(conn, text);
             self.out.push_back(Output::Event(SessionEvent::Duplicate {
                 conn,
-                message_id: frame.headers.message_id,
+                message_id: frame.headers.message_id.to_string(),
             }));
             return;
         }
@@ -127,7 +127,7 @@ impl Session {
             }
             self.out.push_back(Output::Event(SessionEvent::Duplicate {
                 conn,
-                message_id: frame.headers.message_id,
+                message_id: frame.headers.message_id.to_string(),
             }));
             return;
         }
@@ -139,7 +139,7 @@ impl Session {
                 .push_back(Output::Event(SessionEvent::UnknownTopic {
                     conn,
                     kind: frame.kind,
-                    topic: frame.headers.topic,
+                    topic: frame.headers.topic.to_string(),
                 }));
             return;
         };
@@ -148,12 +148,12 @@ impl Session {
         {
             self.stats.frames_shed += 1;
             self.out.push_back(Output::Event(SessionEvent::Shed {
-                message_id: frame.headers.message_id,
+                message_id: frame.headers.message_id.to_string(),
             }));
             return;
         }
         let delivery = DeliveryId(self.alloc_id());
-        let message_id: Arc<str> = Arc::from(frame.message_id());
+        let message_id: Arc<str> = frame.headers.message_id.clone();
         let mut waiting = Vec::new();
         let mut deadline = None;
         match policy {

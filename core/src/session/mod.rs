@@ -55,7 +55,7 @@ use crate::api::{build_request, parse_response};
 use crate::config::{Route, StreamConfig};
 use crate::dedup::{CachedAck, DedupCache};
 use crate::error::{Error, OpenError};
-use crate::frame::{Ack, Frame, FrameError, FrameType, salvage_message_id, status};
+use crate::frame::{Ack, Frame, FrameError, FrameType, Interner, salvage_message_id, status};
 use crate::topic::{self, AckPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,8 @@ pub struct Session {
     running: usize,
     reading_paused: bool,
     dedup: DedupCache,
+    /// `appId` / `connectionId` values shared between frames.
+    interner: Interner,
     stats: Stats,
 }
 
@@ -209,6 +211,7 @@ impl Session {
             running: 0,
             reading_paused: false,
             dedup,
+            interner: Interner::default(),
             stats: Stats::default(),
         };
         session.maybe_open();
