@@ -185,6 +185,8 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
     for (client, r, all) in rows {
         let ratio = floor.map_or("n/a".to_owned(), |f| format!("{:.2}×", r.rate / f));
         let last = match mode {
+            // The floor does not reconnect.
+            Mode::Plain if *client == "floor" => format!("{:>12}", "n/a"),
             Mode::Plain => format!("{:>9.0} ms", r.reconnect_ms),
             Mode::Replies => format!("{:>10}", r.tcp_conns),
         };
@@ -347,7 +349,8 @@ fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run 
     let cpu = cpu_secs(client_pid) - cpu0;
     let gen_cpu = cpu_secs(generator.pid) - gen_cpu0;
     let peak_kb = status_kb(client_pid, "VmHWM:");
-    generator.say("DROP");
+    // The floor does not reconnect: nothing to measure.
+    generator.say(if client == "floor" { "END" } else { "DROP" });
     let reconnect_ms: f64 = generator.line("RECONNECT").parse().unwrap();
     let errors = done["errors"].as_u64().unwrap();
     assert_eq!(errors, 0, "{client}: the generator saw wrong acks: {done}");
@@ -486,9 +489,14 @@ async fn generate(n: usize, window: usize, mode: Mode) {
             "tcp_conns": state.tcp_conns.load(Ordering::SeqCst),
         })
     );
-    while let Ok(Some(line)) = stdin.next_line().await {
-        if line == "DROP" {
-            break;
+    loop {
+        match stdin.next_line().await {
+            Ok(Some(line)) if line == "DROP" => break,
+            Ok(Some(line)) if line != "END" => continue,
+            _ => {
+                println!("RECONNECT 0");
+                return;
+            }
         }
     }
     // An abrupt TCP drop: RST, no close frame.
