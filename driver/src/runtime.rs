@@ -26,11 +26,15 @@ use tungstenite::Message;
 
 #[cfg(feature = "async-io")]
 mod async_io;
+#[cfg(feature = "async-io")]
+mod pool;
 #[cfg(feature = "tokio")]
 mod tokio;
 
 #[cfg(feature = "async-io")]
 pub use self::async_io::{AsyncIo, Ureq};
+#[cfg(feature = "async-io")]
+pub use self::pool::ThreadPool;
 #[cfg(feature = "tokio")]
 pub use self::tokio::{Reqwest, Tokio};
 

@@ -1,7 +1,7 @@
 //! # dingtalk-async-std
 //!
 //! A DingTalk (钉钉) bot on the async-io stack (`async-net`, `async-io` timers,
-//! async-tungstenite with futures-rustls, ureq on the `blocking` pool for HTTP): the same
+//! async-tungstenite with futures-rustls, ureq on a thread pool for HTTP): the same
 //! [`Client::run`] future runs under async-std, smol, or `futures_lite::future::block_on`,
 //! because it spawns nothing: the one driver of [`dingtalk_driver`] polls every socket, timer
 //! and waiting handler inside the future you run. No tokio anywhere in the tree.
@@ -44,7 +44,7 @@
 //! ```
 //!
 //! A handler runs inside the client's future: one that computes for long should move that
-//! work to a thread (`blocking::unblock`), as in any single-task async program.
+//! work to a thread (e.g. the `blocking` crate's `unblock`), as in any single-task async program.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -62,7 +62,7 @@ pub use dingtalk_driver::{
 pub type Client = dingtalk_driver::Client<AsyncIo>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<AsyncIo>;
-/// Calls the DingTalk OpenAPI (ureq with keep-alive, on the `blocking` pool); see
+/// Calls the DingTalk OpenAPI (ureq with keep-alive, on a thread pool); see
 /// [`dingtalk_driver::ApiClient`].
 pub type ApiClient = dingtalk_driver::ApiClient<Ureq>;
 /// A chatbot message and its reply methods; see [`dingtalk_driver::BotContext`].

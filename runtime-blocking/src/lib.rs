@@ -61,12 +61,8 @@ use dingtalk_core::model::{
 };
 use dingtalk_core::webhook::Message;
 use dingtalk_core::{Credentials, Endpoints, Frame, Outcome, StreamConfig, Subscription};
-use dingtalk_driver::runtime::{AsyncIo, Ureq};
+use dingtalk_driver::runtime::{AsyncIo, ThreadPool, Ureq};
 use serde_json::Value;
-
-use crate::pool::Pool;
-
-mod pool;
 
 pub use dingtalk_core;
 pub use dingtalk_driver;
@@ -237,27 +233,16 @@ impl BotContext {
 #[derive(Debug)]
 pub struct ClientBuilder {
     inner: dingtalk_driver::ClientBuilder<AsyncIo>,
-    pool: Pool,
+    pool: ThreadPool,
 }
 
-/// Runs a plain function on the handler pool as the driver's async handler. A panic is carried
-/// back and resumed in the future, where the driver catches it (a failure outcome).
-fn offload<T, F>(pool: &Pool, f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
+/// Runs a plain function on the handler threads as the driver's async handler.
+fn offload<T, F>(pool: &ThreadPool, f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    pool.submit(Box::new(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    }));
-    Box::pin(async move {
-        match rx.await {
-            Ok(Ok(value)) => value,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => std::panic::resume_unwind(Box::new("the handler thread went away")),
-        }
-    })
+    pool.run(f)
 }
 
 impl ClientBuilder {
@@ -265,7 +250,7 @@ impl ClientBuilder {
     pub fn new(credentials: Credentials) -> Self {
         Self {
             inner: dingtalk_driver::ClientBuilder::new(credentials),
-            pool: Pool::default(),
+            pool: ThreadPool::new("dingtalk-handler"),
         }
     }
 
@@ -456,7 +441,7 @@ impl Client {
     pub fn from_env() -> Result<ClientBuilder, Error> {
         Ok(ClientBuilder {
             inner: Inner::from_env()?,
-            pool: Pool::default(),
+            pool: ThreadPool::new("dingtalk-handler"),
         })
     }
 

@@ -77,13 +77,14 @@ impl Timer for IoTimer {
 }
 
 /// ureq with keep-alive pooling (one idle connection kept per request in flight, up to 64 per
-/// host), statuses read as answers, no redirects. By default each request runs on the
-/// `blocking` thread pool; [`Ureq::inline`] runs it on the calling thread (for a program that
+/// host), statuses read as answers, no redirects. By default each request runs on a thread of
+/// its own pool (kept between requests, so a steady load creates no threads); [`Ureq::inline`] runs it on the calling thread (for a program that
 /// waits anyway: the blocking adapter's handlers).
 #[derive(Debug, Clone)]
 pub struct Ureq {
     agent: ureq::Agent,
     inline: bool,
+    threads: super::ThreadPool,
 }
 
 impl Ureq {
@@ -93,6 +94,7 @@ impl Ureq {
         Self {
             agent: self.agent.clone(),
             inline: true,
+            threads: self.threads.clone(),
         }
     }
 
@@ -125,6 +127,7 @@ impl HttpClient for Ureq {
         Ok(Self {
             agent,
             inline: false,
+            threads: super::ThreadPool::new("dingtalk-http"),
         })
     }
 
@@ -136,7 +139,7 @@ impl HttpClient for Ureq {
             return Box::pin(std::future::ready(send(&self.agent, request)));
         }
         let agent = self.agent.clone();
-        Box::pin(blocking::unblock(move || send(&agent, request)))
+        self.threads.run(move || send(&agent, request))
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {

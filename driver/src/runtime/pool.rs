@@ -1,8 +1,9 @@
-//! The handler threads: a pool that wakes as few threads as the work needs. A burst of frames
-//! submits a burst of jobs; one thread is woken for it and drains the queue, and it wakes one
-//! more only when it finds work left behind while it runs one. Fast handlers therefore cost one
-//! wake-up per burst instead of one thread hand-off per frame, and slow handlers still get a
-//! thread each (up to the client's concurrency, which bounds the jobs in flight).
+//! A pool of threads for blocking work (the blocking adapter's handlers, ureq requests) that
+//! wakes as few threads as the work needs and keeps them: a burst of jobs wakes one thread,
+//! which drains the queue and wakes one more only when it finds work left behind while it runs
+//! one; idle threads stay for 10 s, so a steady load creates no threads. Fast jobs cost one
+//! wake-up per burst instead of one thread hand-off each; slow jobs still get a thread each
+//! (the callers bound how many are in flight: the client's concurrency).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -29,16 +30,18 @@ struct Shared {
     work: Condvar,
 }
 
-/// A pool of handler threads; cheap to clone.
-#[derive(Clone, Default)]
-pub(crate) struct Pool {
+/// A pool of threads for blocking work; cheap to clone (clones share the threads).
+#[derive(Clone)]
+pub struct ThreadPool {
     shared: Arc<Shared>,
+    name: &'static str,
 }
 
-impl std::fmt::Debug for Pool {
+impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.lock();
-        f.debug_struct("Pool")
+        f.debug_struct("ThreadPool")
+            .field("name", &self.name)
             .field("threads", &st.threads)
             .field("idle", &st.idle)
             .field("queued", &st.jobs.len())
@@ -46,13 +49,41 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-impl Pool {
+impl ThreadPool {
+    /// A pool whose threads carry `name`; no thread starts before the first job.
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            shared: Arc::default(),
+            name,
+        }
+    }
+
+    /// Runs `f` on a pool thread; the future gives its result. A panic in `f` is resumed when
+    /// the future is polled (where the driver catches it as a failed handler).
+    pub fn run<T, F>(&self, f: F) -> super::BoxFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.submit(Box::new(move || {
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+        }));
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(value)) => value,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => std::panic::resume_unwind(Box::new("the pool thread went away")),
+            }
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `job` on a pool thread.
-    pub(crate) fn submit(&self, job: Job) {
+    fn submit(&self, job: Job) {
         let mut st = self.lock();
         st.jobs.push_back(job);
         if st.waking > 0 {
@@ -71,10 +102,10 @@ impl Pool {
         drop(st);
         let pool = self.clone();
         let spawned = std::thread::Builder::new()
-            .name("dingtalk-handler".into())
+            .name(self.name.into())
             .spawn(move || pool.work());
         if let Err(e) = spawned {
-            tracing::error!(%e, "could not start a handler thread");
+            tracing::error!(%e, "could not start a pool thread");
             let mut st = self.lock();
             st.threads -= 1;
             st.waking -= 1;
