@@ -104,7 +104,8 @@
 //! | duplicate `messageId` | the handler runs once; copies wait for its ack or get the remembered one |
 //! | malformed frame | 400 when the `messageId` can be read, otherwise dropped and counted |
 //! | keepalive | ping after `keepalive_idle` of silence; no pong or frame within `keepalive_timeout` → close and reconnect |
-//! | reconnect | `base · 2ⁿ + jitter` capped at `backoff_max`, reset by a frame; one open request at a time |
+//! | reconnect | the first after losing a connection at once (a random delay up to `first_reconnect_max`, 100 ms); then `base · 2ⁿ + jitter` capped at `backoff_max`, reset by a frame; one open request at a time |
+//! | routing | each frame is routed once, to the index of its subscription ([`Route`]), carried by the [`Delivery`]; the application's handler table is indexed by it |
 //! | backpressure | `max_in_flight` handler calls; then up to `max_queued` waiting frames; then [`Output::PauseReading`] |
 //! | stop | stop reading, let handlers finish (bounded), send their acks, close everything, [`Output::Done`] |
 //!
