@@ -25,7 +25,9 @@ pub fn unix_ms() -> i64 {
 #[derive(Debug)]
 struct Lazy {
     frame: Frame,
-    message: OnceLock<Result<ChatbotMessage, FrameError>>,
+    /// Boxed: a message is large, and most of the context's life is spent before (or without)
+    /// parsing it.
+    message: OnceLock<Box<Result<ChatbotMessage, FrameError>>>,
 }
 
 /// A chatbot message and everything needed to answer it.
@@ -64,7 +66,7 @@ impl<H: HttpClient> BotContext<H> {
     fn parsed(&self) -> &Result<ChatbotMessage, FrameError> {
         self.lazy
             .message
-            .get_or_init(|| self.lazy.frame.data_json::<ChatbotMessage>())
+            .get_or_init(|| Box::new(self.lazy.frame.data_json::<ChatbotMessage>()))
     }
 
     /// The message. A frame whose data is not a chatbot message gives an empty message (see
@@ -80,7 +82,10 @@ impl<H: HttpClient> BotContext<H> {
 
     /// The parse error, if the message was asked for and is unreadable (no parse here).
     pub(crate) fn known_parse_error(&self) -> Option<&FrameError> {
-        self.lazy.message.get().and_then(|r| r.as_ref().err())
+        self.lazy
+            .message
+            .get()
+            .and_then(|r| r.as_ref().as_ref().err())
     }
 
     /// The message, or the validation error a reply to an unreadable message gets.
