@@ -342,6 +342,20 @@ impl<R: Runtime> Driver<R> {
         for (conn, reason) in failed {
             self.input(Input::Closed { conn, reason });
         }
+        // A connection still closing is dropped at its grace deadline even if nothing else
+        // wakes the driver before then.
+        let grace_end = self
+            .conns
+            .iter()
+            .filter_map(|c| c.closing)
+            .min()
+            .map(|since| since + CLOSE_GRACE);
+        if let Some(at) = grace_end {
+            if at < self.armed {
+                self.armed = at;
+                self.timer.reset(at);
+            }
+        }
     }
 
     fn poll_sources(&mut self, cx: &mut Context<'_>, budget: &mut usize) -> bool {
