@@ -1078,3 +1078,31 @@ fn replacing_a_subscription_keeps_its_route() {
     );
     assert_eq!(cfg.route(dingtalk_core::FrameType::Callback, "/nope"), None);
 }
+
+#[test]
+fn huge_reconnect_settings_saturate_instead_of_panicking() {
+    // The quick first reconnect with an absurd maximum.
+    let mut cfg = config();
+    cfg.first_reconnect_max = Duration::MAX;
+    cfg.backoff_max = Duration::MAX;
+    let (mut g, c1) = Gw::connected(cfg);
+    g.input(Input::Closed {
+        conn: c1,
+        reason: "reset".into(),
+    });
+    assert_eq!(backoff_delays(&g).len(), 1);
+    // The backoff after a failed open with absurd base, jitter and cap.
+    let mut cfg = config();
+    cfg.backoff_base = Duration::MAX;
+    cfg.backoff_max = Duration::MAX;
+    cfg.backoff_jitter = Duration::MAX;
+    let mut g = Gw::new(cfg);
+    let (id, _) = g.pending_http().unwrap();
+    g.respond(id, 500, "");
+    g.advance(secs(3600));
+    assert_eq!(backoff_delays(&g).len(), 1);
+    assert!(
+        g.pending_http().is_none(),
+        "the saturated delay has not passed"
+    );
+}

@@ -22,7 +22,6 @@ pub fn unix_ms() -> i64 {
 }
 
 /// The frame and, once asked for, the message parsed from it (shared by clones).
-#[derive(Debug)]
 struct Lazy {
     frame: Frame,
     /// Boxed: a message is large, and most of the context's life is spent before (or without)
@@ -35,10 +34,20 @@ struct Lazy {
 /// The message is parsed from the frame the first time it is asked for ([`BotContext::message`],
 /// [`BotContext::text`], a reply), once: a handler that only needs the frame's headers pays for
 /// no parse. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BotContext<H> {
     lazy: Arc<Lazy>,
     api: ApiClient<H>,
+}
+
+/// Names the message only: its data holds the session webhook, a credential.
+impl<H> std::fmt::Debug for BotContext<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotContext")
+            .field("message_id", &self.lazy.frame.message_id())
+            .field("topic", &self.lazy.frame.topic())
+            .finish_non_exhaustive()
+    }
 }
 
 static EMPTY: LazyLock<ChatbotMessage> = LazyLock::new(ChatbotMessage::default);

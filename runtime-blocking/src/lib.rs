@@ -236,6 +236,10 @@ pub struct ClientBuilder {
     pool: ThreadPool,
 }
 
+/// Most handler threads. The session's `max_in_flight` (the builder's `concurrency`) already
+/// bounds the handler calls in flight; this bounds threads for calls run through `dispatch`.
+const HANDLER_THREADS: usize = 512;
+
 /// Runs a plain function on the handler threads as the driver's async handler.
 fn offload<T, F>(pool: &ThreadPool, f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
 where
@@ -250,7 +254,7 @@ impl ClientBuilder {
     pub fn new(credentials: Credentials) -> Self {
         Self {
             inner: dingtalk_driver::ClientBuilder::new(credentials),
-            pool: ThreadPool::new("dingtalk-handler"),
+            pool: ThreadPool::new("dingtalk-handler", HANDLER_THREADS),
         }
     }
 
@@ -441,7 +445,7 @@ impl Client {
     pub fn from_env() -> Result<ClientBuilder, Error> {
         Ok(ClientBuilder {
             inner: Inner::from_env()?,
-            pool: ThreadPool::new("dingtalk-handler"),
+            pool: ThreadPool::new("dingtalk-handler", HANDLER_THREADS),
         })
     }
 

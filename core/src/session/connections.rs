@@ -122,7 +122,7 @@ impl Session {
             self.quick_reconnect_used = true;
             let max_ms =
                 u64::try_from(self.config.first_reconnect_max.as_millis()).unwrap_or(u64::MAX);
-            Duration::from_millis(self.rng.u64(0..=max_ms))
+            Duration::from_millis(self.rng.u64(0..=max_ms)).min(self.config.backoff_max)
         } else {
             let exponent = self
                 .attempt
@@ -130,7 +130,13 @@ impl Session {
             self.backoff_delay(exponent)
         };
         self.attempt = self.attempt.saturating_add(1);
-        self.next_open_at = Some(self.now + delay);
+        // Saturating: a delay from the configuration (`Duration::MAX`-like values) never panics.
+        self.next_open_at = Some(
+            self.now
+                .checked_add(delay)
+                .or_else(|| self.now.checked_add(Duration::from_secs(86_400)))
+                .unwrap_or(self.now),
+        );
         self.out
             .push_back(Output::Event(SessionEvent::ReconnectScheduled {
                 after: delay,

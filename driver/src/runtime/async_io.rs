@@ -127,7 +127,8 @@ impl HttpClient for Ureq {
         Ok(Self {
             agent,
             inline: false,
-            threads: super::ThreadPool::new("dingtalk-http"),
+            // As many requests in flight as idle connections are kept.
+            threads: super::ThreadPool::new("dingtalk-http", IDLE_PER_HOST),
         })
     }
 

@@ -1,0 +1,201 @@
+//! Behaviour the driver promises on every runtime: no redirect is followed, transport errors
+//! carry no URL (tokens and session webhooks live in URLs), an unreadable bot message reaches the
+//! handler as a typed error instead of a crash, and a client runs once at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests abort on failure
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::post;
+use dingtalk_core::error::ClientError;
+use dingtalk_core::webhook::{Message, SessionWebhookSend};
+use dingtalk_core::{Credentials, Endpoints, ErrorKind, Frame, FrameType, Headers, Outcome, topic};
+
+/// A webhook host whose webhook answers `307` (method kept) to `/elsewhere`, which counts its hits.
+async fn redirecting_server(elsewhere: Arc<AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route(
+            "/robot/sendBySession",
+            post(|_body: axum::body::Bytes| async {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, "/elsewhere")],
+                )
+            }),
+        )
+        .route(
+            "/file",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, "/elsewhere")],
+                )
+            }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::any(move || {
+                let elsewhere = elsewhere.clone();
+                async move {
+                    elsewhere.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+fn reply(url: String) -> SessionWebhookSend {
+    SessionWebhookSend {
+        url,
+        expires_at_ms: None,
+        now_ms: 0,
+        message: Message::text("ok"),
+    }
+}
+
+fn creds() -> Credentials {
+    Credentials::new("behaviour-id", "behaviour-secret")
+}
+
+/// A URL nobody listens on, full of secrets.
+fn secret_url() -> String {
+    // Port 9 (discard) on loopback: refused.
+    "http://127.0.0.1:9/robot/sendBySession?session=SECRET-SESSION&access_token=SECRET-TOKEN"
+        .to_owned()
+}
+
+fn assert_no_secret(e: &ClientError) {
+    let text = format!("{e} {e:?}");
+    for secret in ["SECRET-SESSION", "SECRET-TOKEN", "/robot/sendBySession"] {
+        assert!(!text.contains(secret), "`{secret}` in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_on_any_runtime() {
+    let elsewhere = Arc::new(AtomicUsize::new(0));
+    let base = redirecting_server(elsewhere.clone()).await;
+    let url = format!("{base}/robot/sendBySession?session=s");
+    let file = format!("{base}/file");
+    let tokio_api = dingtalk_tokio::ApiClient::new(creds(), Endpoints::single(&base)).unwrap();
+    assert!(tokio_api.call(&reply(url.clone())).await.is_err());
+    assert!(tokio_api.get_bytes(&file).await.is_err());
+    let blocking_api =
+        dingtalk_blocking::ApiClient::new(creds(), Endpoints::single(&base)).unwrap();
+    let (u, f) = (url.clone(), file.clone());
+    let blocking = tokio::task::spawn_blocking(move || {
+        (blocking_api.call(&reply(u)), blocking_api.get_bytes(&f))
+    })
+    .await
+    .unwrap();
+    assert!(blocking.0.is_err() && blocking.1.is_err());
+    let async_api = dingtalk_async_std::ApiClient::new(creds(), Endpoints::single(&base)).unwrap();
+    let async_io = std::thread::spawn(move || {
+        smol::block_on(async move {
+            (
+                async_api.call(&reply(url)).await,
+                async_api.get_bytes(&file).await,
+            )
+        })
+    })
+    .join()
+    .unwrap();
+    assert!(async_io.0.is_err() && async_io.1.is_err());
+    assert_eq!(
+        elsewhere.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_errors_carry_no_url() {
+    let tokio_api = dingtalk_tokio::ApiClient::new(creds(), Endpoints::default()).unwrap();
+    let e = tokio_api.call(&reply(secret_url())).await.unwrap_err();
+    assert!(matches!(e, ClientError::Transport(_)), "{e:?}");
+    assert_no_secret(&e);
+    let blocking_api = dingtalk_blocking::ApiClient::new(creds(), Endpoints::default()).unwrap();
+    let e = tokio::task::spawn_blocking(move || blocking_api.call(&reply(secret_url())))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Transport(_)), "{e:?}");
+    assert_no_secret(&e);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_bot_message_is_a_typed_failure_not_a_crash() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let client = dingtalk_tokio::Client::builder(creds())
+        .on_bot_message(move |ctx| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                assert!(
+                    !format!("{ctx:?}").contains("not JSON"),
+                    "Debug shows the data"
+                );
+                assert!(ctx.parse_error().is_some());
+                assert_eq!(ctx.text(), None);
+                let e = ctx.reply_text("hi").await.unwrap_err();
+                assert_eq!(e.api_error().map(|a| a.kind), Some(ErrorKind::Validation));
+                Ok::<(), dingtalk_tokio::HandlerError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let frame = Frame::new(
+        FrameType::Callback,
+        Headers {
+            topic: topic::BOT_MESSAGE.into(),
+            message_id: "bad-1".into(),
+            ..Headers::default()
+        },
+        "this is not JSON",
+    );
+    let outcome = client.dispatch(frame).unwrap().await;
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert!(
+        matches!(&outcome, Outcome::Failed(why) if why.starts_with("invalid bot message")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_runs_once_at_a_time() {
+    // A gateway that never answers keeps the first run busy.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let client = dingtalk_tokio::Client::builder(creds())
+        .endpoints(Endpoints::single(&base))
+        .on_bot_message(|_ctx| async { Ok::<(), dingtalk_tokio::HandlerError>(()) })
+        .build()
+        .unwrap();
+    let run = |client: dingtalk_tokio::Client| tokio::spawn(async move { client.run().await });
+    let mut one = run(client.clone());
+    let mut two = run(client.clone());
+    // Neither run can end on its own (the gateway never answers, nobody stopped them), so the
+    // first to end is the refused one.
+    let (refused, other) = tokio::select! {
+        r = &mut one => (r.unwrap(), two),
+        r = &mut two => (r.unwrap(), one),
+    };
+    assert!(
+        matches!(refused, Err(dingtalk_tokio::Error::Config(_))),
+        "{refused:?}"
+    );
+    client.stop_handle().stop();
+    other.await.unwrap().unwrap();
+}
