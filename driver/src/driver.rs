@@ -501,6 +501,11 @@ impl<R: Runtime> Future for Driver<R> {
                 }
                 return Poll::Pending;
             }
+            // Handlers and requests that go to a thread pool during this pass are queued
+            // together: a burst of frames wakes one pool thread.
+            #[cfg(feature = "async-io")]
+            let progressed = crate::runtime::batch(|| this.poll_sources(cx, &mut budget));
+            #[cfg(not(feature = "async-io"))]
             let progressed = this.poll_sources(cx, &mut budget);
             this.flush(cx);
             if this.finished.is_some() {

@@ -35,6 +35,8 @@ mod tokio;
 pub use self::async_io::{AsyncIo, Ureq};
 #[cfg(feature = "async-io")]
 pub use self::pool::ThreadPool;
+#[cfg(feature = "async-io")]
+pub(crate) use self::pool::batch;
 #[cfg(feature = "tokio")]
 pub use self::tokio::{Reqwest, Tokio};
 

@@ -128,6 +128,7 @@ fn main() {
             let mut median = results[results.len() / 2].clone();
             // Each column's own median.
             median.cpu_us = med(results.iter().map(|r| r.cpu_us));
+            median.switches = med(results.iter().map(|r| r.switches));
             median.p50_us = med(results.iter().map(|r| r.p50_us));
             median.p99_us = med(results.iter().map(|r| r.p99_us));
             median.peak_kb = med(results.iter().map(|r| r.peak_kb as f64)) as u64;
@@ -154,11 +155,12 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
         Mode::Plain => {
             println!("ack only");
             println!(
-                "{:<14} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>11} {:>10}",
+                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>11} {:>10}",
                 "client",
                 "frames/s",
                 "× floor",
                 "CPU µs/frame",
+                "csw/fr",
                 "peak RSS",
                 "p50 ack",
                 "p99 ack",
@@ -169,11 +171,12 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
         Mode::Replies => {
             println!("\none session-webhook reply per frame");
             println!(
-                "{:<14} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10}",
                 "client",
                 "replies/s",
                 "× floor",
                 "CPU µs/reply",
+                "csw/rep",
                 "peak RSS",
                 "p50 ack",
                 "p99 ack",
@@ -191,11 +194,12 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
             Mode::Replies => format!("{:>10}", r.tcp_conns),
         };
         println!(
-            "{:<14} {:>10.0} {:>8} {:>12.2} {:>6.1} MB {:>7.0}µs {:>7.0}µs {:>11} {:>9.0}%",
+            "{:<14} {:>10.0} {:>8} {:>12.2} {:>8.2} {:>6.1} MB {:>7.0}µs {:>7.0}µs {:>11} {:>9.0}%",
             client,
             r.rate,
             ratio,
             r.cpu_us,
+            r.switches,
             r.peak_kb as f64 / 1024.0,
             r.p50_us,
             r.p99_us,
@@ -226,6 +230,8 @@ struct Run {
     rate: f64,
     /// Client CPU (user + sys) per frame or reply.
     cpu_us: f64,
+    /// Client thread context switches per frame or reply.
+    switches: f64,
     p50_us: f64,
     p99_us: f64,
     peak_kb: u64,
@@ -279,6 +285,23 @@ fn cpu_secs(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0 // CLK_TCK is 100 on Linux
+}
+
+/// Context switches (voluntary + involuntary) of every live thread of a process.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -343,10 +366,12 @@ fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run 
     let _client = KillOnDrop(client_child);
     generator.line("CONNECTED");
     let cpu0 = cpu_secs(client_pid);
+    let sw0 = switches(client_pid);
     let gen_cpu0 = cpu_secs(generator.pid);
     generator.say("GO");
     let done: serde_json::Value = serde_json::from_str(&generator.line("DONE")).unwrap();
     let cpu = cpu_secs(client_pid) - cpu0;
+    let sw = switches(client_pid).saturating_sub(sw0);
     let gen_cpu = cpu_secs(generator.pid) - gen_cpu0;
     let peak_kb = status_kb(client_pid, "VmHWM:");
     // The floor does not reconnect: nothing to measure.
@@ -358,6 +383,7 @@ fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run 
     Run {
         rate: n as f64 / secs,
         cpu_us: cpu * 1e6 / n as f64,
+        switches: sw as f64 / n as f64,
         p50_us: done["p50_us"].as_f64().unwrap(),
         p99_us: done["p99_us"].as_f64().unwrap(),
         peak_kb,

@@ -115,20 +115,24 @@ impl HttpClient for Ureq {
     fn new(_tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
         // ureq brings its own rustls setup (ring provider, webpki roots); the custom TLS
         // configuration applies to the WebSocket.
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .max_redirects(0)
             .no_delay(true)
             .max_idle_connections_per_host(IDLE_PER_HOST)
             .max_idle_connections(IDLE_PER_HOST * 2)
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            CachingResolver::<ureq::unversioned::resolver::DefaultResolver>::default(),
+        );
         Ok(Self {
             agent,
             inline: false,
             // As many requests in flight as idle connections are kept.
-            threads: super::ThreadPool::new("dingtalk-http", IDLE_PER_HOST),
+            threads: super::ThreadPool::for_io("dingtalk-http", IDLE_PER_HOST),
         })
     }
 
@@ -173,4 +177,118 @@ fn transport(e: ureq::Error) -> ClientError {
         ureq::Error::Io(io) => format!("io: {}", io.kind()),
         other => other.to_string(),
     })
+}
+
+/// How long a resolved host's addresses are reused.
+const RESOLVE_TTL: Duration = Duration::from_secs(60);
+/// Most hosts whose addresses are kept.
+const RESOLVE_CACHE: usize = 64;
+
+/// ureq resolves the host before each request, even one that reuses a pooled connection, and
+/// with a timeout set it starts a thread per lookup; this keeps each host's addresses for
+/// [`RESOLVE_TTL`] (at most [`RESOLVE_CACHE`] hosts), so a reply on a kept connection costs no
+/// lookup and no thread. Failures are not kept.
+#[derive(Debug, Default)]
+struct CachingResolver<R = ureq::unversioned::resolver::DefaultResolver> {
+    inner: R,
+    cache: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (Instant, ureq::unversioned::resolver::ResolvedSocketAddrs),
+        >,
+    >,
+}
+
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver
+    for CachingResolver<R>
+{
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                ureq::unversioned::resolver::DefaultResolver::host_and_port(scheme, authority)
+            }
+            _ => None,
+        };
+        let Some(key) = key else {
+            return self.inner.resolve(uri, config, timeout);
+        };
+        let now = Instant::now();
+        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, addrs)) = lock().get(&key) {
+            if now.saturating_duration_since(*at) < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut cache = lock();
+        cache.retain(|_, (at, _)| now.saturating_duration_since(*at) < RESOLVE_TTL);
+        if cache.len() >= RESOLVE_CACHE {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(key, (now, addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests abort on failure
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+
+    /// Counts lookups; every host is 127.0.0.1.
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    impl Resolver for Counting {
+        fn resolve(
+            &self,
+            _uri: &http::Uri,
+            _config: &ureq::config::Config,
+            _timeout: ureq::unversioned::transport::NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut addrs = self.empty();
+            addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], 443)));
+            Ok(addrs)
+        }
+    }
+
+    #[test]
+    fn a_host_is_looked_up_once_and_the_cache_is_bounded() {
+        let resolver = CachingResolver::<Counting>::default();
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |uri: &str| {
+            resolver
+                .resolve(&uri.parse().unwrap(), &config, Default::default())
+                .unwrap()
+        };
+        for _ in 0..10 {
+            assert_eq!(resolve("https://api.dingtalk.com/v1.0/x").len(), 1);
+        }
+        assert_eq!(
+            resolver.inner.0.load(Ordering::SeqCst),
+            1,
+            "one lookup per host"
+        );
+        // The same host on another port is another entry.
+        resolve("https://api.dingtalk.com:8443/x");
+        assert_eq!(resolver.inner.0.load(Ordering::SeqCst), 2);
+        for i in 0..(RESOLVE_CACHE * 2) {
+            resolve(&format!("https://h{i}.example/"));
+        }
+        assert!(resolver.cache.lock().unwrap().len() <= RESOLVE_CACHE);
+    }
 }

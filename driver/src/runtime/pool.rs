@@ -1,18 +1,58 @@
 //! A pool of threads for blocking work (the blocking adapter's handlers, ureq requests) that
-//! wakes as few threads as the work needs and keeps them: a burst of jobs wakes one thread,
-//! which drains the queue and wakes one more only when it finds work left behind while it runs
-//! one; idle threads stay for 10 s, so a steady load creates no threads. Fast jobs cost one
-//! wake-up per burst instead of one thread hand-off each; slow jobs still get a thread each
-//! (the callers bound how many are in flight: the client's concurrency).
+//! costs as few thread switches as the work allows:
+//!
+//! * jobs submitted during one pass of the driver (a burst of frames) are queued together and
+//!   wake one thread ([`batch`]);
+//! * one running thread drains the queue; a second thread stands by, and takes the next job only
+//!   when the queue has stood still for [`HELD_UP`] (the running job is slow), so fast jobs run
+//!   back to back on one thread while a slow job still never holds up the jobs behind it for
+//!   longer than that;
+//! * a finished job's task is woken once the queue runs dry (or every [`WAKE_BATCH`] jobs, or
+//!   by the standby thread while a slow job runs), so a burst of completions costs the waiting
+//!   thread one wake-up, not one each;
+//! * idle threads stay for 10 s, so a steady load creates no threads.
+//!
+//! The callers bound how many jobs are in flight (the client's concurrency); the pool bounds its
+//! threads.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job returns the waker of the task waiting for its result, for the pool to wake in a batch.
+type Job = Box<dyn FnOnce() -> Option<Waker> + Send>;
 
 /// An idle thread exits after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
+
+/// How long the queue may stand still behind running jobs before the standby thread takes the
+/// next job itself (and calls another thread to stand by).
+pub(crate) const HELD_UP: Duration = Duration::from_millis(1);
+
+/// Most finished jobs whose tasks wait to be woken together.
+pub(crate) const WAKE_BATCH: usize = 32;
+
+/// Jobs that take longer than this on average each get a thread of their own at once (a thread
+/// hand-off costs less than waiting behind them); shorter ones run back to back on one thread.
+pub(crate) const SLOW_JOB: Duration = Duration::from_micros(20);
+
+/// Quiet checks (nothing queued, nothing running) after which the standby thread goes idle.
+const STANDBY_LINGER: u32 = 8;
+
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Standby {
+    /// No thread watches the queue.
+    #[default]
+    None,
+    /// A thread was called to watch it and has not started yet.
+    Wanted,
+    /// A thread watches it.
+    Watching,
+}
 
 #[derive(Default)]
 struct State {
@@ -22,12 +62,32 @@ struct State {
     /// Wake-ups sent and not yet taken by a thread.
     waking: usize,
     threads: usize,
+    /// Threads running a job.
+    busy: usize,
+    /// Jobs taken off the queue so far: the standby's measure of progress.
+    taken: u64,
+    standby: Standby,
+    /// Moving average of how long a job runs, in nanoseconds.
+    avg_job_ns: u64,
+    /// Tasks of finished jobs, not yet woken.
+    finished: Vec<Waker>,
+}
+
+impl State {
+    fn hold_waker(&mut self, waker: Waker) {
+        if !self.finished.last().is_some_and(|w| w.will_wake(&waker)) {
+            self.finished.push(waker);
+        }
+    }
 }
 
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Idle threads wait here for work.
     work: Condvar,
+    /// The standby thread's timed waits.
+    standby: Condvar,
 }
 
 /// A pool of threads for blocking work; cheap to clone (clones share the threads).
@@ -36,6 +96,9 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     name: &'static str,
     max_threads: usize,
+    /// Jobs wait (and stand still) behind running ones for at most this long; zero: every
+    /// queued job calls a thread at once.
+    held_up: Duration,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -45,9 +108,53 @@ impl std::fmt::Debug for ThreadPool {
             .field("name", &self.name)
             .field("threads", &st.threads)
             .field("idle", &st.idle)
+            .field("busy", &st.busy)
             .field("queued", &st.jobs.len())
             .finish()
     }
+}
+
+thread_local! {
+    /// Jobs submitted inside [`batch`] on this thread, queued when it ends.
+    static BATCH: RefCell<Option<Vec<(ThreadPool, Job)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`; jobs that [`ThreadPool::run`] is given meanwhile on this thread are queued when `f`
+/// returns, together (one lock, one wake-up per pool), instead of one by one. The driver wraps
+/// each pass over its sockets in this, so a burst of frames wakes one pool thread. Nested calls
+/// join the outer batch.
+pub(crate) fn batch<R>(f: impl FnOnce() -> R) -> R {
+    let nested = BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.is_some() {
+            true
+        } else {
+            *b = Some(Vec::new());
+            false
+        }
+    });
+    if nested {
+        return f();
+    }
+    /// Submits the batch even when `f` unwinds.
+    struct Submit;
+    impl Drop for Submit {
+        fn drop(&mut self) {
+            let jobs = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+            let mut jobs = jobs.into_iter().peekable();
+            while let Some((pool, first)) = jobs.next() {
+                let mut group = vec![first];
+                while let Some((_, job)) =
+                    jobs.next_if(|(p, _)| Arc::ptr_eq(&p.shared, &pool.shared))
+                {
+                    group.push(job);
+                }
+                pool.submit(group);
+            }
+        }
+    }
+    let _submit = Submit;
+    f()
 }
 
 impl ThreadPool {
@@ -58,38 +165,60 @@ impl ThreadPool {
             shared: Arc::default(),
             name,
             max_threads: max_threads.max(1),
+            held_up: HELD_UP,
+        }
+    }
+
+    /// A pool for jobs that mostly wait (blocking network calls): every queued job calls a
+    /// thread at once, up to `max_threads`, instead of queueing behind a running one.
+    pub fn for_io(name: &'static str, max_threads: usize) -> Self {
+        Self {
+            held_up: Duration::ZERO,
+            ..Self::new(name, max_threads)
         }
     }
 
     /// Runs `f` on a pool thread; the future gives its result. A panic in `f` is resumed when
-    /// the future is polled (where the driver catches it as a failed handler).
+    /// the future is polled (where the driver catches it as a failed handler). Dropping the
+    /// future does not stop `f`; its result is then dropped.
     pub fn run<T, F>(&self, f: F) -> super::BoxFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (tx, rx) = futures_channel::oneshot::channel();
-        self.submit(Box::new(move || {
-            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-        }));
-        Box::pin(async move {
-            match rx.await {
-                Ok(Ok(value)) => value,
-                Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                Err(_) => std::panic::resume_unwind(Box::new("the pool thread went away")),
+        let slot = Arc::new(Slot::<T>::default());
+        let sender = Sender(Some(slot.clone()));
+        let job: Job = Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            sender.send(result)
+        });
+        let job = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(batch) => {
+                batch.push((self.clone(), job));
+                None
             }
-        })
+            None => Some(job),
+        });
+        if let Some(job) = job {
+            self.submit(vec![job]);
+        }
+        Box::pin(Receive(slot))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `job` on a pool thread.
-    fn submit(&self, job: Job) {
+    /// Queues `jobs` and makes sure a thread comes for them: one to run them when none runs,
+    /// else one to stand by behind the running ones.
+    fn submit(&self, jobs: Vec<Job>) {
         let mut st = self.lock();
-        st.jobs.push_back(job);
-        let call = self.call_worker(&mut st);
+        st.jobs.extend(jobs);
+        let call = if st.busy == 0 || self.cascade(&st) {
+            self.call_worker(&mut st)
+        } else {
+            self.call_standby(&mut st)
+        };
         drop(st);
         self.perform(call);
     }
@@ -102,6 +231,32 @@ impl ThreadPool {
             // A thread is on its way; it drains the queue.
             return Call::None;
         }
+        self.call_thread(st)
+    }
+
+    /// With jobs queued behind a running one: makes sure a thread watches the queue.
+    fn call_standby(&self, st: &mut State) -> Call {
+        if self.cascade(st) {
+            return self.call_worker(st);
+        }
+        if st.standby != Standby::None {
+            return Call::None;
+        }
+        let call = self.call_thread(st);
+        if !matches!(call, Call::None) {
+            st.standby = Standby::Wanted;
+        }
+        call
+    }
+
+    /// Whether each queued job calls a thread at once (an I/O pool, or jobs that are slow on
+    /// average) rather than waiting behind the running one with a thread standing by.
+    fn cascade(&self, st: &State) -> bool {
+        self.held_up.is_zero() || st.avg_job_ns > SLOW_JOB.as_nanos() as u64
+    }
+
+    /// Wakes an idle thread or starts one below the pool's size.
+    fn call_thread(&self, st: &mut State) -> Call {
         if st.idle > 0 {
             st.idle -= 1;
             st.waking += 1;
@@ -129,9 +284,23 @@ impl ThreadPool {
                     let mut st = self.lock();
                     st.threads = st.threads.saturating_sub(1);
                     st.waking = st.waking.saturating_sub(1);
+                    if st.standby == Standby::Wanted {
+                        st.standby = Standby::None;
+                    }
                 }
             }
         }
+    }
+
+    /// Wakes the tasks of finished jobs, with the lock released.
+    fn wake_finished<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if st.finished.is_empty() {
+            return st;
+        }
+        let wakers = std::mem::take(&mut st.finished);
+        drop(st);
+        wakers.into_iter().for_each(Waker::wake);
+        self.lock()
     }
 
     fn work(&self) {
@@ -139,19 +308,35 @@ impl ThreadPool {
         // This thread was counted as a wake-up when it was spawned or notified.
         st.waking = st.waking.saturating_sub(1);
         loop {
+            if st.standby == Standby::Wanted {
+                st.standby = Standby::Watching;
+                st = self.stand_by(st);
+                continue;
+            }
             if let Some(job) = st.jobs.pop_front() {
-                // Work left behind while this job runs: call one more thread for it (an idle
-                // one, or a new one below the pool's size), so a slow job never holds up the
-                // jobs queued after it.
+                st.taken = st.taken.wrapping_add(1);
+                st.busy += 1;
+                // Jobs left behind while this one runs: a thread watches them, in case this
+                // one is slow.
                 let call = if st.jobs.is_empty() {
                     Call::None
                 } else {
-                    self.call_worker(&mut st)
+                    self.call_standby(&mut st)
                 };
                 drop(st);
                 self.perform(call);
-                job();
+                let started = Instant::now();
+                let waker = job();
+                let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 st = self.lock();
+                st.busy = st.busy.saturating_sub(1);
+                st.avg_job_ns = st.avg_job_ns - st.avg_job_ns / 8 + took / 8;
+                if let Some(waker) = waker {
+                    st.hold_waker(waker);
+                }
+                if st.jobs.is_empty() || st.finished.len() >= WAKE_BATCH {
+                    st = self.wake_finished(st);
+                }
                 continue;
             }
             st.idle += 1;
@@ -174,6 +359,36 @@ impl ThreadPool {
             }
         }
     }
+
+    /// The standby thread: checks the queue every `held_up`; when it stood still with jobs in
+    /// it, returns to take the next job (as a worker). Wakes the tasks of jobs finished before a
+    /// slow one. Goes idle after a few quiet checks.
+    fn stand_by<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let mut quiet = 0;
+        loop {
+            let mark = st.taken;
+            let (guard, _) = self
+                .shared
+                .standby
+                .wait_timeout(st, self.held_up)
+                .unwrap_or_else(|e| e.into_inner());
+            st = self.wake_finished(guard);
+            if !st.jobs.is_empty() && st.taken == mark && st.waking == 0 {
+                // Held up: this thread takes the next job.
+                st.standby = Standby::None;
+                return st;
+            }
+            if st.jobs.is_empty() && st.busy == 0 {
+                quiet += 1;
+                if quiet >= STANDBY_LINGER {
+                    st.standby = Standby::None;
+                    return st;
+                }
+            } else {
+                quiet = 0;
+            }
+        }
+    }
 }
 
 /// What `call_worker` decided.
@@ -181,6 +396,76 @@ enum Call {
     None,
     Notify,
     Spawn,
+}
+
+/// Where a job leaves its result for [`Receive`].
+struct Slot<T> {
+    state: Mutex<(Option<std::thread::Result<T>>, Option<Waker>)>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new((None, None)),
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    fn lock(&self) -> MutexGuard<'_, (Option<std::thread::Result<T>>, Option<Waker>)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores the result; returns the waiting task's waker.
+    fn put(&self, result: std::thread::Result<T>) -> Option<Waker> {
+        let mut st = self.lock();
+        st.0 = Some(result);
+        st.1.take()
+    }
+}
+
+/// The job's end of a [`Slot`]: a job dropped without running (its pool gone) still answers.
+struct Sender<T>(Option<Arc<Slot<T>>>);
+
+impl<T> Sender<T> {
+    fn send(mut self, result: std::thread::Result<T>) -> Option<Waker> {
+        self.0.take().and_then(|slot| slot.put(result))
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            let gone: Box<dyn std::any::Any + Send> = Box::new("the pool thread went away");
+            if let Some(waker) = slot.put(Err(gone)) {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// The caller's end of a [`Slot`].
+struct Receive<T>(Arc<Slot<T>>);
+
+impl<T> Future for Receive<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut st = self.0.lock();
+        match st.0.take() {
+            Some(Ok(value)) => Poll::Ready(value),
+            Some(Err(panic)) => {
+                drop(st);
+                std::panic::resume_unwind(panic)
+            }
+            None => {
+                if !st.1.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.1 = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -244,5 +529,54 @@ mod tests {
         }));
         assert!(panicked.is_err());
         assert_eq!(async_io::block_on(pool.run(|| 7)), 7);
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_batch_is_queued_when_it_ends_and_its_completions_are_woken_together() {
+        let pool = ThreadPool::new("test-pool", 4);
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Jobs wait until every future has the counting waker.
+        let gate = Arc::new(Gate::default());
+        let mut runs: Vec<_> = batch(|| {
+            let runs: Vec<_> = (0..100)
+                .map(|i| {
+                    let (ran, gate) = (ran.clone(), gate.clone());
+                    pool.run(move || {
+                        let mut st = gate.state.lock().unwrap();
+                        while !st.0 {
+                            st = gate.cv.wait(st).unwrap();
+                        }
+                        ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        i
+                    })
+                })
+                .collect();
+            assert!(pool.lock().jobs.is_empty(), "queued before the batch ended");
+            runs
+        });
+        for run in &mut runs {
+            assert!(run.as_mut().poll(&mut cx).is_pending());
+        }
+        gate.state.lock().unwrap().0 = true;
+        gate.cv.notify_all();
+        let done: Vec<i32> = runs.into_iter().map(async_io::block_on).collect();
+        assert_eq!(done, (0..100).collect::<Vec<_>>());
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 100);
+        let wakes = count.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            wakes < 50,
+            "100 fast jobs woke their task {wakes} times: completions are not woken together"
+        );
     }
 }
