@@ -81,7 +81,7 @@ fn frames(c: &mut Criterion) {
     let t0 = Instant::now();
     for i in 0..10_000 {
         cache.insert(
-            Arc::from(format!("msg-{i}")),
+            &format!("msg-{i}"),
             CachedAck::Text(Arc::from("ack")),
             t0,
         );

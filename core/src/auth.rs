@@ -114,7 +114,13 @@ pub enum TokenStep<'a> {
     Refresh(http::Request<Vec<u8>>),
     /// A refresh is already in flight: wait for it.
     Wait,
+    /// The refresh request cannot be built (e.g. an endpoint that is not a URL): fail the call
+    /// now instead of waiting for a refresh that never starts.
+    Fail(ApiError),
 }
+
+/// The longest a token is kept before it is refreshed, whatever `expireIn` says.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// How long before `expireIn` the token is refreshed.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -164,8 +170,7 @@ impl TokenCache {
                 self.refreshing = true;
                 TokenStep::Refresh(request)
             }
-            // Credentials that cannot even be sent: the caller sees it on the next response.
-            Err(_) => TokenStep::Wait,
+            Err(e) => TokenStep::Fail(e),
         }
     }
 
@@ -185,8 +190,11 @@ impl TokenCache {
     ) -> Result<(), ApiError> {
         self.refreshing = false;
         let r = parse_response(&self.call, response)?;
-        let lifetime = Duration::from_secs(r.expire_in);
-        let refresh_at = now + lifetime.saturating_sub(REFRESH_MARGIN).max(lifetime / 2);
+        // DingTalk says 7200 s; a huge value from a broken or hostile server is capped, and
+        // the deadline saturates instead of overflowing.
+        let lifetime = Duration::from_secs(r.expire_in.min(MAX_TOKEN_LIFETIME.as_secs()));
+        let refresh_in = lifetime.saturating_sub(REFRESH_MARGIN).max(lifetime / 2);
+        let refresh_at = now.checked_add(refresh_in).unwrap_or(now);
         self.token = Some((r.access_token, refresh_at));
         Ok(())
     }

@@ -110,6 +110,14 @@ impl Endpoints {
         matches!(host, "127.0.0.1" | "localhost" | "[::1]")
     }
 
+    /// Checks both hosts: absolute `https://` URLs, or plain `http://` to a loopback host (the
+    /// emulator). The error names the host, never the URL.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::url::check_secure(&self.api, "api endpoint")?;
+        crate::url::check_secure(&self.oapi, "oapi endpoint")?;
+        Ok(())
+    }
+
     /// One base URL for both hosts (the emulator, a forwarder).
     pub fn single(base: impl Into<String>) -> Self {
         let base = base.into();
@@ -216,6 +224,9 @@ pub struct StreamConfig {
     pub dedup_capacity: usize,
     /// How long a completed message id is remembered (default 5 min).
     pub dedup_ttl: Duration,
+    /// Bytes the remembered ids and their acks may take (default 4 MiB; each id counts
+    /// [`crate::dedup::ENTRY_BYTES`] plus its ack text).
+    pub dedup_max_bytes: usize,
     /// How long a graceful stop waits for in-flight handlers (default 10 s).
     pub stop_timeout: Duration,
     /// Parser limits for incoming frames.
@@ -247,6 +258,7 @@ impl StreamConfig {
             max_queued: 1024,
             dedup_capacity: 10_000,
             dedup_ttl: Duration::from_secs(300),
+            dedup_max_bytes: crate::dedup::DEFAULT_MAX_BYTES,
             stop_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             rng_seed: 0x5eed_d1d7,

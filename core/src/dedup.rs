@@ -1,6 +1,12 @@
 //! A bounded, time-limited memory of completed message ids and the acks they got.
+//!
+//! Ids are kept as 128-bit keyed hashes (two foldhash values under the session's seed), not as
+//! strings: an entry has a fixed size whatever the network sends as a `messageId`, and ids
+//! cannot be chosen to collide without the seed. The cache is bounded by count, by bytes (ack
+//! texts included) and by age.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use foldhash::fast::FixedState;
 use std::sync::Arc;
@@ -16,16 +22,63 @@ pub enum CachedAck {
     Text(Arc<str>),
 }
 
+impl CachedAck {
+    fn text_len(&self) -> usize {
+        match self {
+            CachedAck::ResponseNull => 0,
+            CachedAck::Text(t) => t.len(),
+        }
+    }
+}
+
+/// What one entry costs besides its ack text (map slot, order slot, allocator slack), counted
+/// against the byte bound.
+pub const ENTRY_BYTES: usize = 64;
+
+/// A message id's 128-bit keyed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// The key is already a keyed hash: the map uses it as it is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Completed `messageId`s with the ack text that was sent for them, so a redelivered copy gets
-/// the same ack without calling the handler again. Bounded by count and by age; the oldest
-/// entries go first.
+/// the same ack without calling the handler again. Bounded by count, by bytes and by age; the
+/// oldest entries go first.
 #[derive(Debug)]
 pub struct DedupCache {
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     ttl: Duration,
-    acks: HashMap<Arc<str>, (CachedAck, Instant), FixedState>,
-    order: VecDeque<(Instant, Arc<str>)>,
+    hash: (FixedState, FixedState),
+    acks: HashMap<Key, CachedAck, BuildHasherDefault<PassThrough>>,
+    order: VecDeque<(Instant, Key)>,
 }
+
+/// Default byte bound of the cache.
+pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
 
 impl DedupCache {
     /// A cache of at most `capacity` ids, each kept for `ttl`.
@@ -38,10 +91,23 @@ impl DedupCache {
     pub fn with_seed(capacity: usize, ttl: Duration, seed: u64) -> Self {
         Self {
             capacity,
+            max_bytes: DEFAULT_MAX_BYTES,
+            bytes: 0,
             ttl,
-            acks: HashMap::with_hasher(FixedState::with_seed(seed)),
+            hash: (
+                FixedState::with_seed(seed),
+                FixedState::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
+            ),
+            acks: HashMap::default(),
             order: VecDeque::new(),
         }
+    }
+
+    /// A copy bounded to `max_bytes` (entries at [`ENTRY_BYTES`] each plus their ack texts).
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Number of remembered ids.
@@ -54,33 +120,62 @@ impl DedupCache {
         self.acks.is_empty()
     }
 
+    /// Bytes counted against the bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn key(&self, message_id: &str) -> Key {
+        Key(
+            self.hash.0.hash_one(message_id),
+            self.hash.1.hash_one(message_id),
+        )
+    }
+
     /// The ack remembered for `message_id`, unless it expired.
     pub fn get(&mut self, message_id: &str, now: Instant) -> Option<CachedAck> {
         self.expire(now);
-        self.acks.get(message_id).map(|(ack, _)| ack.clone())
+        self.acks.get(&self.key(message_id)).cloned()
     }
 
     /// Remembers the ack sent for `message_id`.
-    pub fn insert(&mut self, message_id: Arc<str>, ack: CachedAck, now: Instant) {
+    pub fn insert(&mut self, message_id: &str, ack: CachedAck, now: Instant) {
         if self.capacity == 0 {
             return;
         }
         self.expire(now);
-        let expires = now + self.ttl;
-        if self
-            .acks
-            .insert(message_id.clone(), (ack, expires))
-            .is_none()
-        {
-            self.order.push_back((expires, message_id));
-        }
-        while self.acks.len() > self.capacity {
-            match self.order.pop_front() {
-                Some((_, id)) => {
-                    self.acks.remove(&id);
-                }
-                None => break,
+        let key = self.key(message_id);
+        // Saturating: a `Duration::MAX`-like TTL from the configuration must not panic.
+        let expires = crate::session::later(now, self.ttl);
+        let added = ack.text_len();
+        match self.acks.insert(key, ack) {
+            Some(old) => {
+                self.bytes = self
+                    .bytes
+                    .saturating_sub(old.text_len())
+                    .saturating_add(added);
             }
+            None => {
+                self.bytes = self.bytes.saturating_add(ENTRY_BYTES + added);
+                self.order.push_back((expires, key));
+            }
+        }
+        while self.acks.len() > self.capacity || self.bytes > self.max_bytes {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        match self.order.pop_front() {
+            Some((_, key)) => {
+                if let Some(old) = self.acks.remove(&key) {
+                    self.bytes = self.bytes.saturating_sub(ENTRY_BYTES + old.text_len());
+                }
+                true
+            }
+            None => false,
         }
     }
 
@@ -89,9 +184,7 @@ impl DedupCache {
             if *expires > now {
                 break;
             }
-            if let Some((_, id)) = self.order.pop_front() {
-                self.acks.remove(&id);
-            }
+            self.evict_oldest();
         }
     }
 }
@@ -102,12 +195,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bounded_by_bytes_whatever_the_ids_and_acks_weigh() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(1000, Duration::from_secs(10)).with_max_bytes(10 * 1024);
+        let long_id = "x".repeat(1 << 20);
+        for i in 0..100 {
+            // A megabyte-long id costs an entry's fixed size; a 1 KiB ack costs its bytes.
+            c.insert(
+                &format!("{long_id}{i}"),
+                CachedAck::Text("a".repeat(1024).into()),
+                t0,
+            );
+            assert!(c.bytes() <= 10 * 1024, "{}", c.bytes());
+        }
+        assert!(c.len() < 10);
+        assert!(c.get(&format!("{long_id}99"), t0).is_some());
+        assert!(c.get(&format!("{long_id}0"), t0).is_none());
+        // Replacing an ack keeps the count right.
+        c.insert("y", CachedAck::ResponseNull, t0);
+        c.insert("y", CachedAck::Text("z".into()), t0);
+        assert_eq!(c.get("y", t0), Some(CachedAck::Text("z".into())));
+        c.insert("y", CachedAck::ResponseNull, t0 + Duration::from_secs(20));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.bytes(), ENTRY_BYTES);
+    }
+
+    #[test]
     fn bounded_by_capacity_and_age() {
         let t0 = Instant::now();
         let mut c = DedupCache::new(2, Duration::from_secs(10));
-        c.insert("a".into(), CachedAck::Text("A".into()), t0);
-        c.insert("b".into(), CachedAck::ResponseNull, t0);
-        c.insert("c".into(), CachedAck::Text("C".into()), t0);
+        c.insert("a", CachedAck::Text("A".into()), t0);
+        c.insert("b", CachedAck::ResponseNull, t0);
+        c.insert("c", CachedAck::Text("C".into()), t0);
         assert_eq!(c.len(), 2);
         assert!(c.get("a", t0).is_none());
         assert_eq!(c.get("c", t0), Some(CachedAck::Text("C".into())));

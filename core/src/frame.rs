@@ -159,8 +159,9 @@ impl Headers {
     }
 }
 
-/// One parsed Stream frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One parsed Stream frame. Its `Debug` shows the headers and the size of `data`, never the
+/// data (a bot message's data holds its session webhook, a credential).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     /// `specVersion`, normally `1.0` (not copied when it is).
     pub spec_version: Option<Cow<'static, str>>,
@@ -171,6 +172,17 @@ pub struct Frame {
     /// `data` as it arrived: the JSON string literal, quotes and escapes included (empty when
     /// absent or `null`).
     data: String,
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("spec_version", &self.spec_version)
+            .field("kind", &self.kind)
+            .field("headers", &self.headers)
+            .field("data_bytes", &self.data.len())
+            .finish()
+    }
 }
 
 impl Frame {

@@ -120,7 +120,7 @@
 //! | headers per frame | 64 | [`Limits::max_headers`] | [`FrameError::TooManyHeaders`], ack 400 |
 //! | JSON nesting | 128 levels | serde_json's recursion limit (frames, API bodies, payloads) | a `Malformed` / `InvalidResponse` error |
 //! | `data` payload | decoded only on demand | [`Frame::data_json`] | routing and acking never parse it |
-//! | remembered message ids | 10 000 for 5 min | [`StreamConfig::dedup_capacity`], [`StreamConfig::dedup_ttl`] | oldest forgotten |
+//! | remembered message ids | 10 000 / 4 MiB for 5 min | [`StreamConfig::dedup_capacity`], [`StreamConfig::dedup_max_bytes`], [`StreamConfig::dedup_ttl`] | oldest forgotten |
 //! | handler calls in flight | 64 | [`StreamConfig::max_in_flight`] | frames wait in the queue |
 //! | queued frames | 1 024 (+64 slack) | [`StreamConfig::max_queued`] | [`Output::PauseReading`]; beyond the slack a frame is left unacked for redelivery ([`SessionEvent::Shed`]) |
 //! | duplicate copies waiting for one message | 16 | session | further copies left unacked |
@@ -144,6 +144,7 @@ pub mod fuzzing;
 pub mod model;
 pub mod session;
 pub mod topic;
+pub mod url;
 pub mod webhook;
 
 pub use api::ApiCall;

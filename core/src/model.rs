@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -38,7 +40,7 @@ pub struct HostingContext {
 
 /// A chatbot message (`/v1.0/im/bot/messages/get`, the delegate topic, or an HTTP-mode
 /// outgoing-robot callback).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ChatbotMessage {
     /// `msgId`.
@@ -88,6 +90,44 @@ pub struct ChatbotMessage {
     /// Every other field.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The session webhook is a credential (anyone holding it can post into the conversation until
+/// it expires): `Debug` shows only whether there is one.
+impl fmt::Debug for ChatbotMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatbotMessage")
+            .field("msg_id", &self.msg_id)
+            .field("msgtype", &self.msgtype)
+            .field("conversation_id", &self.conversation_id)
+            .field("conversation_type", &self.conversation_type)
+            .field("conversation_title", &self.conversation_title)
+            .field("create_at", &self.create_at)
+            .field("sender_id", &self.sender_id)
+            .field("sender_nick", &self.sender_nick)
+            .field("sender_staff_id", &self.sender_staff_id)
+            .field("sender_corp_id", &self.sender_corp_id)
+            .field("sender_platform", &self.sender_platform)
+            .field("chatbot_corp_id", &self.chatbot_corp_id)
+            .field("chatbot_user_id", &self.chatbot_user_id)
+            .field("robot_code", &self.robot_code)
+            .field("is_admin", &self.is_admin)
+            .field("is_in_at_list", &self.is_in_at_list)
+            .field("at_users", &self.at_users)
+            .field(
+                "session_webhook",
+                &self.session_webhook.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "session_webhook_expired_time",
+                &self.session_webhook_expired_time,
+            )
+            .field("hosting_context", &self.hosting_context)
+            .field("text", &self.text)
+            .field("content", &self.content)
+            .field("extra", &self.extra)
+            .finish()
+    }
 }
 
 /// `text` of a text message.

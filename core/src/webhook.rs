@@ -305,9 +305,8 @@ impl ApiCall for SessionWebhookSend {
                 ));
             }
         }
-        if !self.url.starts_with("https://") && !self.url.starts_with("http://") {
-            return Err(ApiError::validation("sessionWebhook is not an http(s) URL"));
-        }
+        // A forged or corrupted frame must not make the bot post its reply in clear text.
+        crate::url::check_secure(&self.url, "sessionWebhook").map_err(ApiError::validation)?;
         Ok(RequestSpec {
             method: http::Method::POST,
             target: Target::Webhook(self.url.clone()),
@@ -356,7 +355,9 @@ impl ApiCall for CustomRobotSend {
     fn spec(&self) -> Result<RequestSpec, ApiError> {
         let body = self.message.validate()?;
         let mut query = Vec::new();
-        let url = if self.webhook.starts_with("https://") || self.webhook.starts_with("http://") {
+        let url = if self.webhook.contains("://") {
+            crate::url::check_secure(&self.webhook, "custom robot webhook")
+                .map_err(ApiError::validation)?;
             self.webhook.clone()
         } else {
             crate::api::require("access_token", &self.webhook)?;

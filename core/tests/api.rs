@@ -1214,3 +1214,99 @@ fn users_can_add_their_own_calls() {
     );
     assert_eq!(respond(&Custom, 200, r#"{"name":"n"}"#).unwrap(), "n");
 }
+
+#[test]
+fn an_unbuildable_token_request_fails_at_once_instead_of_waiting_forever() {
+    let mut cache = TokenCache::new(
+        Credentials::new("id", "secret"),
+        Endpoints::single("api.dingtalk.com"), // no scheme
+    );
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        match cache.poll(t0) {
+            TokenStep::Fail(e) => {
+                assert_eq!(e.kind, ErrorKind::Validation);
+                assert!(!e.to_string().contains("secret"));
+            }
+            other => panic!("expected a typed failure, got {other:?}"),
+        }
+    }
+    assert!(Endpoints::single("api.dingtalk.com").validate().is_err());
+    assert!(
+        Endpoints::single("http://api.dingtalk.com")
+            .validate()
+            .is_err()
+    );
+    assert!(Endpoints::single("http://127.0.0.1:1").validate().is_ok());
+    assert!(Endpoints::default().validate().is_ok());
+}
+
+#[test]
+fn a_huge_expire_in_neither_panics_nor_keeps_the_token_past_a_day() {
+    let mut cache = TokenCache::new(Credentials::new("id", "secret"), endpoints());
+    let t0 = Instant::now();
+    let _ = cache.poll(t0);
+    let body = format!(r#"{{"accessToken":"A","expireIn":{}}}"#, u64::MAX);
+    cache
+        .handle_response(http::Response::new(body.into_bytes()), t0)
+        .unwrap();
+    assert_eq!(cache.current(t0 + Duration::from_secs(3600)), Some("A"));
+    assert!(matches!(
+        cache.poll(t0 + dingtalk_core::auth::MAX_TOKEN_LIFETIME),
+        TokenStep::Refresh(_)
+    ));
+}
+
+#[test]
+fn webhooks_are_https_only_and_errors_never_quote_their_urls() {
+    use dingtalk_core::webhook::{CustomRobotSend, Message, SessionWebhookSend};
+    let reply = |url: &str| SessionWebhookSend {
+        url: url.into(),
+        expires_at_ms: None,
+        now_ms: 0,
+        message: Message::text("hi"),
+    };
+    for bad in [
+        "http://evil.example/robot/sendBySession?session=SECRETSESSION",
+        "ftp://x/?session=SECRETSESSION",
+        "not a url session=SECRETSESSION",
+    ] {
+        let e = build_request(&reply(bad), &endpoints(), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Validation);
+        assert!(!format!("{e} {e:?}").contains("SECRETSESSION"), "{e:?}");
+    }
+    assert!(
+        build_request(
+            &reply("https://oapi.dingtalk.com/robot/sendBySession?session=s"),
+            &endpoints(),
+            None
+        )
+        .is_ok()
+    );
+    assert!(
+        build_request(
+            &reply("http://127.0.0.1:9/robot/sendBySession?session=s"),
+            &endpoints(),
+            None
+        )
+        .is_ok()
+    );
+
+    let robot = |webhook: &str| CustomRobotSend {
+        webhook: webhook.into(),
+        secret: Some("SECSECRET".into()),
+        timestamp_ms: 1,
+        message: Message::text("hi"),
+    };
+    for bad in [
+        "http://oapi.dingtalk.com/robot/send?access_token=SECRETTOKEN",
+        "https://oapi.dingtalk.com/robot/send?access_token=SECRETTOKEN bad",
+    ] {
+        let e = build_request(&robot(bad), &endpoints(), None).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            !text.contains("SECRETTOKEN") && !text.contains("sign="),
+            "{text}"
+        );
+    }
+}

@@ -69,3 +69,26 @@ fn every_fixture_is_acked_once_on_its_connection() {
         }
     }
 }
+
+#[test]
+fn debug_output_never_shows_the_session_webhook() {
+    let (mut gw, conn) = Gw::connected(config());
+    for (name, text) in fixtures() {
+        if !text.contains("sessionWebhook\"") {
+            continue;
+        }
+        let frame = Frame::parse(text.trim(), &Limits::default()).unwrap();
+        let message: dingtalk_core::model::ChatbotMessage = frame.data_json().unwrap();
+        assert!(message.session_webhook.is_some(), "{name}");
+        gw.text(conn, text.trim());
+        let deliveries: Vec<String> = gw.take().iter().map(|o| format!("{o:?}")).collect();
+        assert!(!deliveries.is_empty(), "{name}: nothing delivered");
+        for text in [format!("{frame:?}"), format!("{message:?}")]
+            .into_iter()
+            .chain(deliveries)
+        {
+            assert!(!text.contains("session="), "{name}: {text}");
+            assert!(!text.contains("sendBySession"), "{name}: {text}");
+        }
+    }
+}

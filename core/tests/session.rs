@@ -105,6 +105,9 @@ fn connect_uri_escapes_ticket_and_picks_separator() {
     assert_eq!(u.to_string(), "wss://h.example/connect?ticket=t-1");
     assert!(connect_uri("ws://h.example/connect", "t", false).is_err());
     assert!(connect_uri("ws://127.0.0.1:9/connect", "t", true).is_ok());
+    // The emulator's leave covers loopback only: a ws:// endpoint elsewhere is refused.
+    assert!(connect_uri("ws://h.example/connect", "t", true).is_err());
+    assert!(connect_uri("ws://10.1.2.3:80/connect", "t", true).is_err());
     assert!(connect_uri("https://h.example/connect", "t", true).is_err());
     assert!(connect_uri("wss://h.example/connect#x", "t", false).is_err());
     assert!(connect_uri("not a url", "t", false).is_err());
@@ -1105,4 +1108,40 @@ fn huge_reconnect_settings_saturate_instead_of_panicking() {
         g.pending_http().is_none(),
         "the saturated delay has not passed"
     );
+}
+
+#[test]
+fn huge_timeouts_everywhere_saturate_instead_of_panicking() {
+    let mut cfg = config();
+    cfg.keepalive_idle = Duration::MAX;
+    cfg.keepalive_timeout = Duration::MAX;
+    cfg.open_timeout = Duration::MAX;
+    cfg.connect_timeout = Duration::MAX;
+    cfg.drain_timeout = Duration::MAX;
+    cfg.dedup_ttl = Duration::MAX;
+    cfg.stop_timeout = Duration::MAX;
+    cfg.add_subscription(Subscription::callback(topic::CARD_CALLBACK).with_ack(
+        AckPolicy::AfterHandler {
+            timeout: Duration::MAX,
+        },
+    ));
+    let (mut g, c1) = Gw::connected(cfg);
+    g.text(
+        c1,
+        &frame(
+            "CALLBACK",
+            topic::BOT_MESSAGE,
+            "m1",
+            r#"{"text":{"content":"hi"}}"#,
+        ),
+    );
+    g.text(c1, &frame("CALLBACK", topic::CARD_CALLBACK, "m2", "{}"));
+    g.text(c1, &frame("CALLBACK", topic::CARD_CALLBACK, "m2", "{}"));
+    g.text(c1, &disconnect("d1"));
+    g.advance(secs(3600));
+    g.input(Input::Stop);
+    g.advance(secs(3600));
+    // Still answering: the bot message was acked once.
+    let acks = g.take();
+    assert!(!acks.is_empty());
 }

@@ -58,6 +58,7 @@ impl<H: HttpClient> ApiClient<H> {
     /// from a script): default TLS, 10 s per request, the default [`RetryPolicy`].
     pub fn new(credentials: Credentials, endpoints: Endpoints) -> Result<Self, crate::Error> {
         credentials.validate().map_err(crate::Error::Config)?;
+        endpoints.validate().map_err(crate::Error::Config)?;
         let http = H::new(crate::default_tls_config()?, DEFAULT_HTTP_TIMEOUT)?;
         Ok(Self::with_http(
             http,
@@ -155,9 +156,12 @@ impl<H: HttpClient> ApiClient<H> {
         }
     }
 
-    /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB.
+    /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB; `https://` only
+    /// (plain `http://` to loopback, for the emulator).
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {
-        let request = http::Request::get(url)
+        let uri = dingtalk_core::url::check_secure(url, "download URL")
+            .map_err(|e| ClientError::Api(dingtalk_core::ApiError::validation(e)))?;
+        let request = http::Request::get(uri)
             .body(Vec::new())
             .map_err(|_| ClientError::Transport("invalid download URL".into()))?;
         let response = self.http.send(request).await?;
@@ -184,6 +188,7 @@ impl<H: HttpClient> ApiClient<H> {
                 TokenStep::Use(t) => return Ok(t.to_owned()),
                 TokenStep::Refresh(request) => Some(request),
                 TokenStep::Wait => None,
+                TokenStep::Fail(e) => return Err(e.into()),
             };
             let Some(request) = request else {
                 listener.await;

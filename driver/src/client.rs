@@ -232,6 +232,7 @@ impl<R: Runtime> ClientBuilder<R> {
     /// Builds the client (validates the configuration, sets up TLS and HTTP).
     pub fn build(self) -> Result<Client<R>, Error> {
         self.config.credentials.validate().map_err(Error::Config)?;
+        self.config.endpoints.validate().map_err(Error::Config)?;
         let tls = match self.tls {
             Some(t) => t,
             None => crate::default_tls_config()?,

@@ -199,3 +199,60 @@ async fn a_client_runs_once_at_a_time() {
     client.stop_handle().stop();
     other.await.unwrap().unwrap();
 }
+
+/// Endpoints that cannot be sent to (no scheme; plain http to a remote host) and credentials
+/// with stray whitespace are refused when the client is built, on every adapter; a client built
+/// around the check fails each call at once instead of waiting for a token forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_configuration_is_a_typed_error_at_once() {
+    use dingtalk_driver::Error;
+    for endpoints in [
+        Endpoints::single("api.dingtalk.com"),
+        Endpoints::single("http://api.dingtalk.com"),
+    ] {
+        let e = dingtalk_tokio::ApiClient::new(creds(), endpoints.clone()).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        let e = dingtalk_async_std::ApiClient::new(creds(), endpoints.clone()).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        let e = dingtalk_blocking::ApiClient::new(creds(), endpoints.clone()).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        let built = dingtalk_tokio::Client::builder(creds())
+            .endpoints(endpoints.clone())
+            .build();
+        assert!(matches!(built, Err(Error::Config(_))));
+        let built = dingtalk_async_std::Client::builder(creds())
+            .endpoints(endpoints.clone())
+            .build();
+        assert!(matches!(built, Err(Error::Config(_))));
+        let built = dingtalk_blocking::Client::builder(creds())
+            .endpoints(endpoints)
+            .build();
+        assert!(matches!(built, Err(Error::Config(_))));
+    }
+    let padded = Credentials::new("behaviour-id", "behaviour-secret ");
+    let e = dingtalk_blocking::ApiClient::new(padded, Endpoints::default()).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+
+    // Around the check: the token call fails with a typed error, now, every time.
+    let http = <dingtalk_driver::runtime::Reqwest as dingtalk_driver::runtime::HttpClient>::new(
+        dingtalk_driver::default_tls_config().unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let api = dingtalk_driver::ApiClient::with_http(
+        http,
+        creds(),
+        Endpoints::single("api.dingtalk.com"),
+        dingtalk_driver::RetryPolicy::default(),
+    );
+    for _ in 0..2 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), api.token())
+            .await
+            .expect("the token call hung")
+            .unwrap_err();
+        assert!(
+            matches!(e, ClientError::Api(ref a) if a.kind == ErrorKind::Validation),
+            "{e:?}"
+        );
+    }
+}

@@ -201,12 +201,8 @@ pub fn build_from_spec(
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str(&encoded);
     }
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| ApiError::validation(format!("invalid URL `{url}`: {e}")))?;
-    if uri.scheme().is_none() || uri.authority().is_none() {
-        return Err(ApiError::validation(format!("URL `{url}` is not absolute")));
-    }
+    // The error never quotes the URL: its query may hold an access token or a signature.
+    let uri = crate::url::check_secure(&url, "request URL").map_err(ApiError::validation)?;
     let (content_type, bytes) = match spec.body {
         Body::Empty => (None, Vec::new()),
         Body::Json(v) => (

@@ -53,7 +53,7 @@ impl Session {
                 // Only successes are remembered: a failed message must reach the handler again
                 // when DingTalk redelivers it.
                 self.dedup
-                    .insert(mid, CachedAck::Text(Arc::from(ack.as_str())), self.now);
+                    .insert(&mid, CachedAck::Text(Arc::from(ack.as_str())), self.now);
             }
             self.send_all(&f.waiting, ack);
         }

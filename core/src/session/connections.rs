@@ -31,7 +31,7 @@ impl Session {
             }
         };
         let id = RequestId(self.alloc_id());
-        self.opening = Some((id, self.now + self.config.open_timeout));
+        self.opening = Some((id, super::later(self.now, self.config.open_timeout)));
         self.stats.open_requests += 1;
         self.out.push_back(Output::Http { id, request });
     }
@@ -67,7 +67,7 @@ impl Session {
                     self.conns.push(Conn {
                         id: conn,
                         state: ConnState::Connecting {
-                            deadline: self.now + self.config.connect_timeout,
+                            deadline: super::later(self.now, self.config.connect_timeout),
                         },
                         last_rx: self.now,
                         ping_deadline: None,
@@ -131,12 +131,7 @@ impl Session {
         };
         self.attempt = self.attempt.saturating_add(1);
         // Saturating: a delay from the configuration (`Duration::MAX`-like values) never panics.
-        self.next_open_at = Some(
-            self.now
-                .checked_add(delay)
-                .or_else(|| self.now.checked_add(Duration::from_secs(86_400)))
-                .unwrap_or(self.now),
-        );
+        self.next_open_at = Some(super::later(self.now, delay));
         self.out
             .push_back(Output::Event(SessionEvent::ReconnectScheduled {
                 after: delay,
@@ -215,10 +210,15 @@ pub fn connect_uri(
     }
     let parsed: http::Uri = endpoint
         .parse()
-        .map_err(|e| OpenError::InvalidResponse(format!("endpoint `{endpoint}`: {e}")))?;
+        .map_err(|_| OpenError::InvalidResponse("the endpoint is not a valid URL".into()))?;
     match parsed.scheme_str() {
         Some("wss") => {}
-        Some("ws") if allow_insecure => {}
+        // Plain ws:// only from the emulator, and only to a loopback host.
+        Some("ws")
+            if allow_insecure
+                && parsed
+                    .authority()
+                    .is_some_and(|a| crate::url::is_loopback_host(a.host())) => {}
         other => {
             return Err(OpenError::InvalidResponse(format!(
                 "endpoint scheme {other:?} is not allowed"

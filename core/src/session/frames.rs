@@ -52,7 +52,7 @@ impl Session {
             topic::DISCONNECT => {
                 let ack = Ack::echo(status::OK, &frame, "OK").to_text();
                 self.send(conn, ack);
-                let deadline = self.now + self.config.drain_timeout;
+                let deadline = super::later(self.now, self.config.drain_timeout);
                 let Some(c) = self.conn_mut(conn) else { return };
                 if matches!(c.state, ConnState::Draining { .. }) {
                     return;
@@ -119,7 +119,7 @@ impl Session {
                 f.waiting.push(conn);
                 if f.deadline.is_none() {
                     if let AckPolicy::AfterHandler { timeout } = f.policy {
-                        let d = now + timeout;
+                        let d = super::later(now, timeout);
                         f.deadline = Some(d);
                         self.deadlines.push(Reverse((d, f.delivery)));
                     }
@@ -160,12 +160,11 @@ impl Session {
             AckPolicy::Immediate => {
                 let ack = Ack::response_null_text(&message_id);
                 self.send(conn, ack);
-                self.dedup
-                    .insert(message_id.clone(), CachedAck::ResponseNull, now);
+                self.dedup.insert(&message_id, CachedAck::ResponseNull, now);
             }
             AckPolicy::AfterHandler { timeout } => {
                 waiting.push(conn);
-                let d = now + timeout;
+                let d = super::later(now, timeout);
                 deadline = Some(d);
                 self.deadlines.push(Reverse((d, delivery)));
             }

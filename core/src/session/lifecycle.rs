@@ -36,7 +36,7 @@ impl Session {
             return;
         }
         self.phase = Phase::Stopping {
-            deadline: self.now + self.config.stop_timeout,
+            deadline: super::later(self.now, self.config.stop_timeout),
         };
         self.next_open_at = None;
         self.opening = None;

@@ -189,7 +189,8 @@ impl Session {
             ));
         }
         let seed = config.rng_seed;
-        let dedup = DedupCache::with_seed(config.dedup_capacity, config.dedup_ttl, seed);
+        let dedup = DedupCache::with_seed(config.dedup_capacity, config.dedup_ttl, seed)
+            .with_max_bytes(config.dedup_max_bytes);
         let rng = fastrand::Rng::with_seed(seed);
         let mut session = Self {
             config,
@@ -300,7 +301,7 @@ impl Session {
     }
 
     fn next_timeout(&self) -> Instant {
-        let mut t = self.now + IDLE_WAKEUP;
+        let mut t = later(self.now, IDLE_WAKEUP);
         let mut consider = |x: Instant| {
             if x < t {
                 t = x;
@@ -321,7 +322,7 @@ impl Session {
                 }
                 ConnState::Open if !self.reading_paused => match c.ping_deadline {
                     Some(d) => consider(d),
-                    None => consider(c.last_rx + self.config.keepalive_idle),
+                    None => consider(later(c.last_rx, self.config.keepalive_idle)),
                 },
                 ConnState::Open => {}
             }
@@ -339,4 +340,13 @@ impl Session {
         self.next_id += 1;
         id
     }
+}
+
+/// `now + d`, saturating: durations come from the user's configuration (and `Duration::MAX`-like
+/// values must not panic); past the clock's range the deadline is a day away (or, failing that,
+/// now).
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }

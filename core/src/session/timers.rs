@@ -26,8 +26,8 @@ impl Session {
                     Some(d) if d <= now => {
                         dead.push((c.id, "no pong or frame after keepalive ping"))
                     }
-                    None if c.last_rx + self.config.keepalive_idle <= now => {
-                        c.ping_deadline = Some(now + self.config.keepalive_timeout);
+                    None if super::later(c.last_rx, self.config.keepalive_idle) <= now => {
+                        c.ping_deadline = Some(super::later(now, self.config.keepalive_timeout));
                         pings.push(c.id);
                     }
                     _ => {}
