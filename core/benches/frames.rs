@@ -80,11 +80,7 @@ fn frames(c: &mut Criterion) {
     let mut cache = DedupCache::new(10_000, Duration::from_secs(300));
     let t0 = Instant::now();
     for i in 0..10_000 {
-        cache.insert(
-            &format!("msg-{i}"),
-            CachedAck::Text(Arc::from("ack")),
-            t0,
-        );
+        cache.insert(&format!("msg-{i}"), CachedAck::Text(Arc::from("ack")), t0);
     }
     let mut g = c.benchmark_group("dedup_10k");
     g.bench_function("hit", |b| {
