@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Output::Error(e) => println!("  error    {e}"),
                 Output::Ping { conn } => println!("→ ping     {conn:?}"),
                 Output::Close { conn } => println!("→ close    {conn:?}"),
-                Output::PauseReading | Output::ResumeReading => {}
+                Output::PauseReading | Output::ResumeReading | Output::Cancel { .. } => {}
                 Output::Timeout(_) => break,
                 Output::Done => {
                     println!("session done");

@@ -227,6 +227,10 @@ pub struct StreamConfig {
     /// Bytes the remembered ids and their acks may take (default 4 MiB; each id counts
     /// [`crate::dedup::ENTRY_BYTES`] plus its ack text).
     pub dedup_max_bytes: usize,
+    /// Longest a handler call may run (default 10 min): then it is cancelled, its slot freed,
+    /// a failure ack sent if one is still owed, and [`crate::SessionEvent::HandlerCancelled`]
+    /// reported. A redelivered copy reaches the handler again.
+    pub handler_timeout: Duration,
     /// How long a graceful stop waits for in-flight handlers (default 10 s).
     pub stop_timeout: Duration,
     /// Parser limits for incoming frames.
@@ -259,6 +263,7 @@ impl StreamConfig {
             dedup_capacity: 10_000,
             dedup_ttl: Duration::from_secs(300),
             dedup_max_bytes: crate::dedup::DEFAULT_MAX_BYTES,
+            handler_timeout: Duration::from_secs(600),
             stop_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             rng_seed: 0x5eed_d1d7,

@@ -70,6 +70,7 @@
 //!                 println!("{}: {:?}", delivery.frame.topic(), delivery.frame.data_text());
 //!                 completions.push((delivery.id, Outcome::done()));
 //!             }
+//!             Output::Cancel { .. } => {} // handlers here finish at once; nothing to cancel
 //!             Output::Event(event) => eprintln!("{event:?}"),
 //!             Output::Error(error) => eprintln!("fatal: {error}"),
 //!             Output::Timeout(at) => break Some(at),

@@ -1145,3 +1145,95 @@ fn huge_timeouts_everywhere_saturate_instead_of_panicking() {
     let acks = g.take();
     assert!(!acks.is_empty());
 }
+
+#[test]
+fn a_handler_past_the_handler_timeout_is_cancelled_its_slot_freed_and_its_copy_handled_again() {
+    let mut cfg = config().subscribe(
+        Subscription::callback(topic::CARD_CALLBACK)
+            .with_ack(AckPolicy::AfterHandler { timeout: secs(60) }),
+    );
+    cfg.max_in_flight = 1;
+    cfg.handler_timeout = secs(10);
+    let (mut g, c) = Gw::connected(cfg);
+    g.text(c, &card_callback("stuck"));
+    let stuck = g.deliveries().pop().unwrap();
+    g.take();
+    // The only slot is taken: the next frame waits.
+    g.text(c, &bot_message("next"));
+    assert!(g.deliveries().is_empty());
+    g.take();
+    g.advance(secs(10));
+    let out = g.take();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Cancel { id } if *id == stuck.id)),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(SessionEvent::HandlerCancelled { id }) if *id == stuck.id
+    )));
+    // The failure ack still owed went out; the waiting frame got the freed slot.
+    let acks = sends_of(&out);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].1["code"], 500);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Deliver(d) if d.frame.message_id() == "next"))
+    );
+    assert_eq!(g.s.stats().handlers_cancelled, 1);
+    // A completion that comes after the cancel is ignored.
+    g.complete(stuck.id, Outcome::done());
+    assert!(g.sends().is_empty());
+    // DingTalk redelivers: not remembered as done, so the handler gets it again.
+    g.take();
+    g.advance(secs(1));
+    g.take();
+    let next = g.log.iter().find_map(|o| match o {
+        Output::Deliver(d) if d.frame.message_id() == "next" => Some(d.id),
+        _ => None,
+    });
+    g.complete(next.unwrap(), Outcome::done());
+    g.take();
+    g.text(c, &card_callback("stuck"));
+    assert_eq!(g.deliveries().len(), 1);
+}
+
+#[test]
+fn a_cancelled_handler_whose_ack_already_timed_out_gets_no_second_ack() {
+    let mut cfg = config().subscribe(
+        Subscription::callback(topic::CARD_CALLBACK)
+            .with_ack(AckPolicy::AfterHandler { timeout: secs(3) }),
+    );
+    cfg.handler_timeout = secs(10);
+    let (mut g, c) = Gw::connected(cfg);
+    g.text(c, &card_callback("slow"));
+    g.take();
+    g.advance(secs(3));
+    assert_eq!(g.sends().len(), 1);
+    g.take();
+    g.advance(secs(7));
+    assert!(g.sends().is_empty(), "one ack per frame");
+    assert_eq!(g.count(|o| matches!(o, Output::Cancel { .. })), 1);
+}
+
+#[test]
+fn deadlines_of_finished_handlers_do_not_pile_up() {
+    let cfg = config().subscribe(
+        Subscription::callback(topic::CARD_CALLBACK)
+            .with_ack(AckPolicy::AfterHandler { timeout: secs(60) }),
+    );
+    let (mut g, c) = Gw::connected(cfg);
+    for i in 0..5_000 {
+        g.text(c, &card_callback(&format!("cb-{i}")));
+        let d = g.deliveries().pop().unwrap();
+        g.complete(d.id, Outcome::done());
+        g.take();
+        g.log.clear();
+    }
+    assert!(
+        g.s.deadline_entries() <= 66,
+        "{} deadline entries for nothing in flight",
+        g.s.deadline_entries()
+    );
+}

@@ -146,6 +146,15 @@ impl<R: Runtime> ClientBuilder<R> {
         self
     }
 
+    /// Longest a handler call may run (default 10 min). Past it the call is cancelled (its
+    /// future dropped; a blocking adapter's thread is let go and its result ignored), its slot
+    /// freed, a failure ack sent if one is still owed, and a warning logged.
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handler_timeout = timeout;
+        self
+    }
+
     /// Retry policy of API calls (rate limits, busy server).
     #[must_use]
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {

@@ -30,7 +30,7 @@
 //!  nothing happened ─▶ re-arm the timer to the core's deadline, return Pending
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -42,6 +42,7 @@ use dingtalk_core::{
     ConnId, Delivery, DeliveryId, Input, Outcome, Output, RequestId, Session, SessionEvent,
 };
 use futures_channel::mpsc;
+use futures_util::future::AbortHandle;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, StreamExt};
 use tungstenite::Message;
@@ -114,6 +115,9 @@ pub(crate) struct Driver<R: Runtime> {
     done_rx: mpsc::UnboundedReceiver<Completion>,
     /// Handler calls that finished when first polled, fed back after the drain.
     ready: Vec<Completion>,
+    /// How to cancel each handler call still running (the core cancels one at its handler
+    /// timeout; the rest are cancelled when the driver ends).
+    aborts: HashMap<DeliveryId, AbortHandle>,
     timer: R::Timer,
     /// The core's next deadline.
     deadline: Instant,
@@ -144,6 +148,7 @@ impl<R: Runtime> Driver<R> {
             done_tx,
             done_rx,
             ready: Vec::new(),
+            aborts: HashMap::new(),
             timer,
             deadline: now,
             armed: now,
@@ -168,6 +173,11 @@ impl<R: Runtime> Driver<R> {
                 Output::Send { conn, text } => self.write(conn, Message::text(text)),
                 Output::Ping { conn } => self.write(conn, Message::Ping(Default::default())),
                 Output::Deliver(delivery) => self.deliver(delivery),
+                Output::Cancel { id } => {
+                    if let Some(handle) = self.aborts.remove(&id) {
+                        handle.abort();
+                    }
+                }
                 Output::Http { id, request } => {
                     let send = self.shared.api.http().send(request);
                     let request = send.map(|r| r.map_err(|e| e.to_string()));
@@ -247,11 +257,15 @@ impl<R: Runtime> Driver<R> {
             Ok(Poll::Ready(outcome)) => self.ready.push((id, outcome)),
             Ok(Poll::Pending) => {
                 let tx = self.done_tx.clone();
+                let (call, abort) = futures_util::future::abortable(call);
+                self.aborts.insert(id, abort);
                 let task: BoxFuture<'static, ()> = Box::pin(async move {
-                    let outcome = AssertUnwindSafe(call)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| panicked());
+                    // Cancelled (`Err`): the core already freed the slot; nothing to report.
+                    let outcome = match AssertUnwindSafe(call).catch_unwind().await {
+                        Ok(Ok(outcome)) => outcome,
+                        Ok(Err(futures_util::future::Aborted)) => return,
+                        Err(_) => panicked(),
+                    };
                     let _ = tx.unbounded_send((id, outcome));
                 });
                 if let Some(task) = self.rt.spawn(task) {
@@ -370,6 +384,7 @@ impl<R: Runtime> Driver<R> {
             progressed = true;
         }
         while let Poll::Ready(Some((id, outcome))) = self.done_rx.poll_next_unpin(cx) {
+            self.aborts.remove(&id);
             self.input(Input::Complete { id, outcome });
             progressed = true;
         }
@@ -474,6 +489,16 @@ fn log_event(event: &SessionEvent) {
         tracing::warn!(%event, "DingTalk Stream");
     } else {
         tracing::debug!(%event, "DingTalk Stream");
+    }
+}
+
+impl<R: Runtime> Drop for Driver<R> {
+    /// Handler calls still running when the session ends (past the stop timeout) are
+    /// cancelled: nothing outlives `run`.
+    fn drop(&mut self) {
+        for (_, handle) in self.aborts.drain() {
+            handle.abort();
+        }
     }
 }
 

@@ -300,6 +300,14 @@ impl ClientBuilder {
         self.map(|b| b.http_timeout(timeout))
     }
 
+    /// Longest a handler call may run (default 10 min). Past it the call's slot is freed, a
+    /// failure ack sent if one is still owed, and a warning logged; the thread running it
+    /// cannot be stopped from outside, so it runs on and its result is ignored.
+    #[must_use]
+    pub fn handler_timeout(self, timeout: Duration) -> Self {
+        self.map(|b| b.handler_timeout(timeout))
+    }
+
     /// Retry policy of API calls (rate limits, busy server).
     #[must_use]
     pub fn retry_policy(self, retry: RetryPolicy) -> Self {

@@ -18,6 +18,10 @@ impl Harness for BlockingHarness {
         "blocking"
     }
 
+    fn cancels_handlers(&self) -> bool {
+        false
+    }
+
     fn start(
         &self,
         sim: &Control,
@@ -56,6 +60,7 @@ impl Harness for BlockingHarness {
             })
             .on_event(move |ev, _api| {
                 s2.seen.entered();
+                let _leaving = s2.leaving();
                 s2.gate.wait_blocking();
                 s2.seen.handled(ev.event_id.as_deref().unwrap_or_default());
                 Ok::<_, HandlerError>(EventAck::Success)

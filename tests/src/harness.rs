@@ -69,6 +69,7 @@ impl Gate {
 pub struct Seen {
     counts: Mutex<HashMap<String, usize>>,
     entered: Mutex<usize>,
+    left: Mutex<usize>,
     api: Mutex<Vec<Result<(), String>>>,
     version: watch::Sender<u64>,
 }
@@ -78,6 +79,7 @@ impl Default for Seen {
         Self {
             counts: Mutex::new(HashMap::new()),
             entered: Mutex::new(0),
+            left: Mutex::new(0),
             api: Mutex::new(Vec::new()),
             version: watch::channel(0).0,
         }
@@ -100,6 +102,17 @@ impl Seen {
     pub fn entered(&self) {
         *self.entered.lock().unwrap() += 1;
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Records that a gated handler's call ended: finished, or cancelled (its future dropped).
+    pub fn left(&self) {
+        *self.left.lock().unwrap() += 1;
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// How many gated handler calls ended.
+    pub fn left_count(&self) -> usize {
+        *self.left.lock().unwrap()
     }
 
     /// How many gated handlers started.
@@ -154,6 +167,16 @@ impl Seen {
     }
 }
 
+/// Records [`Seen::left`] on drop.
+#[derive(Debug)]
+pub struct LeaveGuard(std::sync::Arc<BotSpec>);
+
+impl Drop for LeaveGuard {
+    fn drop(&mut self) {
+        self.0.seen.left();
+    }
+}
+
 /// Session settings a scenario may shorten (so it does not wait for real-world timeouts).
 #[derive(Debug, Clone, Default)]
 pub struct Tweaks {
@@ -171,6 +194,8 @@ pub struct Tweaks {
     pub stop_timeout: Option<Duration>,
     /// Longest pause before retrying a rate-limited call.
     pub retry_max_delay: Option<Duration>,
+    /// `handler_timeout`.
+    pub handler_timeout: Option<Duration>,
 }
 
 /// The behaviour of the bot under test: data only, so each adapter implements it the same way.
@@ -225,6 +250,11 @@ pub fn card_response() -> dingtalk_core::model::CardCallbackResponse {
 }
 
 impl BotSpec {
+    /// A guard that records [`Seen::left`] when a handler call ends, however it ends.
+    pub fn leaving(self: &std::sync::Arc<Self>) -> LeaveGuard {
+        LeaveGuard(self.clone())
+    }
+
     /// The API call a text message triggers when [`BotSpec::call_api`] is set.
     pub fn api_call(
         message: &dingtalk_core::model::ChatbotMessage,
@@ -253,6 +283,11 @@ pub trait RunningBot: Send {
 pub trait Harness: Sync {
     /// Its name, for messages.
     fn name(&self) -> &'static str;
+    /// Whether a handler call past the handler timeout is really stopped (its future dropped);
+    /// a blocking adapter can only let the thread go.
+    fn cancels_handlers(&self) -> bool {
+        true
+    }
     /// Starts a bot with `spec` against the emulator behind `sim`.
     fn start(
         &self,

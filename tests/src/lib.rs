@@ -33,6 +33,7 @@ macro_rules! conformance_suite {
             dead_connection_is_detected_and_replaced,
             open_failures_are_retried,
             handler_panic_is_contained,
+            hanging_handler_is_cancelled_at_the_handler_timeout,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {$(

@@ -510,3 +510,46 @@ pub async fn handler_panic_is_contained(h: &dyn Harness) {
     bot.stop();
     bot.join().await.unwrap();
 }
+
+/// A handler that never returns is cancelled at the handler timeout: the frame is acked with
+/// the failure status, the slot is freed for the next frame, and (async adapters) the call's
+/// future is dropped.
+pub async fn hanging_handler_is_cancelled_at_the_handler_timeout(h: &dyn Harness) {
+    let sim = sim().await;
+    let spec = Arc::new(BotSpec {
+        gate: Gate::closed(),
+        tweaks: Tweaks {
+            max_in_flight: Some(1),
+            handler_timeout: Some(Duration::from_millis(300)),
+            ..Tweaks::default()
+        },
+        ..BotSpec::default()
+    });
+    let bot = h.start(&sim.control(), creds(&sim), spec.clone());
+    sim.wait_connections(1, T).await.unwrap();
+    let first = sim.event("user_add_org", json!({"n": 1}));
+    let second = sim.event("user_add_org", json!({"n": 2}));
+    let snap = sim
+        .wait_for("both events acked", T, |s| {
+            !s.acks_for(&first).is_empty() && !s.acks_for(&second).is_empty()
+        })
+        .await
+        .unwrap();
+    for e in [&first, &second] {
+        let acks = snap.acks_for(e);
+        assert_eq!(acks.len(), 1, "{}: one ack", h.name());
+        assert_eq!(acks[0].data["status"], "LATER", "{}: failure ack", h.name());
+    }
+    // The second got the slot the first held: both handlers started, one at a time.
+    assert_eq!(spec.seen.entered_count(), 2, "{}", h.name());
+    assert_eq!(spec.seen.total(), 0, "{}: nothing finished", h.name());
+    if h.cancels_handlers() {
+        spec.seen
+            .wait("both calls dropped", T, |s| s.left_count() == 2)
+            .await;
+    }
+    spec.gate.release();
+    bot.stop();
+    bot.join().await.unwrap();
+    no_violations(&sim.snapshot());
+}

@@ -35,6 +35,9 @@ pub fn apply_tweaks(t: &Tweaks, c: &mut StreamConfig) {
     if let Some(v) = t.stop_timeout {
         c.stop_timeout = v;
     }
+    if let Some(v) = t.handler_timeout {
+        c.handler_timeout = v;
+    }
 }
 
 struct Running {
@@ -99,6 +102,7 @@ pub fn async_bot<R: Runtime>(
             let spec = s2.clone();
             async move {
                 spec.seen.entered();
+                let _leaving = spec.leaving();
                 spec.gate.wait().await;
                 spec.seen
                     .handled(ev.event_id.as_deref().unwrap_or_default());

@@ -59,10 +59,12 @@ macro_rules! surface {
                 .configure(|c| c.keepalive_idle = Duration::from_secs(30))
                 .concurrency(8)
                 .http_timeout(Duration::from_secs(5))
+                .handler_timeout(Duration::from_secs(60))
                 .retry_policy(RetryPolicy::default());
             let builder = surface!(@handlers $($aw)*; builder, l1, l2);
             let client: Client = builder.build().unwrap();
             assert_eq!(client.config().max_in_flight, 8);
+            assert_eq!(client.config().handler_timeout, Duration::from_secs(60));
             assert_eq!(client.config().subscriptions.len(), 7, "every registration subscribes");
             let _: Result<ClientBuilder, Error> = Client::from_env();
             let stop: StopHandle = client.stop_handle();

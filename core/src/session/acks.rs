@@ -13,6 +13,8 @@ impl Session {
         let Some(frame) = f.frame.take() else {
             return;
         };
+        let cancel_at = super::later(self.now, self.config.handler_timeout);
+        f.cancel_at = Some(cancel_at);
         self.running += 1;
         self.out.push_back(Output::Deliver(Delivery {
             id,
@@ -21,6 +23,7 @@ impl Session {
             route: f.route,
             acked: f.policy == AckPolicy::Immediate,
         }));
+        self.push_deadline(cancel_at, id, Deadline::Cancel);
     }
 
     pub(super) fn pump_queue(&mut self) {
@@ -80,6 +83,8 @@ impl Session {
             self.out.push_back(Output::Send { conn, text });
         } else {
             self.stats.acks_dropped += 1;
+            self.out
+                .push_back(Output::Event(SessionEvent::AckDropped { conn }));
         }
     }
 }

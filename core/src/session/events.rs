@@ -67,6 +67,18 @@ pub enum SessionEvent {
         /// The delivery.
         id: DeliveryId,
     },
+    /// An ack could not be sent: the connection its frame came from is gone (DingTalk
+    /// redelivers the frame on another connection).
+    AckDropped {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A handler ran past the handler timeout: its call was cancelled, its slot freed, and a
+    /// failure ack sent where one was still owed.
+    HandlerCancelled {
+        /// The delivery.
+        id: DeliveryId,
+    },
     /// The queue was over its hard limit: the frame was left unacked so DingTalk redelivers it.
     Shed {
         /// The shed frame's id.
@@ -84,6 +96,8 @@ impl SessionEvent {
                 | Self::ConnectionLost { .. }
                 | Self::FrameRejected { .. }
                 | Self::HandlerTimedOut { .. }
+                | Self::HandlerCancelled { .. }
+                | Self::AckDropped { .. }
                 | Self::Shed { .. }
         )
     }
@@ -124,6 +138,15 @@ impl fmt::Display for SessionEvent {
                 )
             }
             Self::HandlerTimedOut { id } => write!(f, "handler of {id:?} timed out; failure acked"),
+            Self::AckDropped { conn } => {
+                write!(f, "ack not sent: connection {conn:?} is gone")
+            }
+            Self::HandlerCancelled { id } => {
+                write!(
+                    f,
+                    "handler of {id:?} ran past the handler timeout; cancelled"
+                )
+            }
             Self::Shed { message_id } => write!(f, "{message_id} left unacked: queue full"),
         }
     }
@@ -148,6 +171,8 @@ pub struct Stats {
     pub frames_ignored: u64,
     /// Handler ack timeouts.
     pub handler_timeouts: u64,
+    /// Handler calls cancelled at the handler timeout.
+    pub handlers_cancelled: u64,
     /// Open-connection requests sent.
     pub open_requests: u64,
 }

@@ -121,7 +121,8 @@ impl Session {
                     if let AckPolicy::AfterHandler { timeout } = f.policy {
                         let d = super::later(now, timeout);
                         f.deadline = Some(d);
-                        self.deadlines.push(Reverse((d, f.delivery)));
+                        let delivery = f.delivery;
+                        self.push_deadline(d, delivery, Deadline::Ack);
                     }
                 }
             }
@@ -156,6 +157,7 @@ impl Session {
         let message_id: Arc<str> = frame.headers.message_id.clone();
         let mut waiting = Vec::new();
         let mut deadline = None;
+        let mut pending_deadline = None;
         match policy {
             AckPolicy::Immediate => {
                 let ack = Ack::response_null_text(&message_id);
@@ -166,7 +168,7 @@ impl Session {
                 waiting.push(conn);
                 let d = super::later(now, timeout);
                 deadline = Some(d);
-                self.deadlines.push(Reverse((d, delivery)));
+                pending_deadline = Some(d);
             }
         }
         let kind = frame.kind;
@@ -180,10 +182,14 @@ impl Session {
                 policy,
                 waiting,
                 deadline,
+                cancel_at: None,
                 frame: Some(frame),
             },
         );
         self.by_delivery.insert(delivery, message_id);
+        if let Some(d) = pending_deadline {
+            self.push_deadline(d, delivery, Deadline::Ack);
+        }
         if self.running < self.config.max_in_flight && self.queue.is_empty() {
             self.deliver(delivery);
         } else {

@@ -83,8 +83,19 @@ struct InFlight {
     /// Connections owed an ack for this message id (the original and any duplicate copies).
     waiting: Vec<ConnId>,
     deadline: Option<Instant>,
+    /// When the handler call is cancelled (set when it is handed out).
+    cancel_at: Option<Instant>,
     /// The frame until it is delivered.
     frame: Option<Frame>,
+}
+
+/// What a deadline in [`Session::deadlines`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    /// The ack owed after the handler ([`AckPolicy::AfterHandler`]'s timeout).
+    Ack,
+    /// The handler timeout.
+    Cancel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +131,9 @@ pub struct Session {
     conns: Vec<Conn>,
     inflight: HashMap<Arc<str>, InFlight, FixedState>,
     by_delivery: HashMap<DeliveryId, Arc<str>, FixedState>,
-    deadlines: BinaryHeap<Reverse<(Instant, DeliveryId)>>,
+    /// Ack deadlines and handler timeouts of deliveries; entries of finished deliveries are
+    /// skipped when they come up, and swept when they outnumber the live ones.
+    deadlines: BinaryHeap<Reverse<(Instant, DeliveryId, Deadline)>>,
     queue: VecDeque<DeliveryId>,
     running: usize,
     reading_paused: bool,
@@ -327,7 +340,7 @@ impl Session {
                 ConnState::Open => {}
             }
         }
-        if let Some(Reverse((d, _))) = self.deadlines.peek() {
+        if let Some(Reverse((d, _, _))) = self.deadlines.peek() {
             consider(*d);
         }
         if let Phase::Stopping { deadline } = self.phase {
@@ -349,4 +362,23 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(86_400)))
         .unwrap_or(now)
+}
+
+impl Session {
+    /// Deadline entries kept (live and not yet swept): for tests of the bound.
+    #[doc(hidden)]
+    pub fn deadline_entries(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Adds a delivery deadline; sweeps entries of finished deliveries once they outnumber the
+    /// live ones, so the heap stays bounded by what is in flight.
+    fn push_deadline(&mut self, at: Instant, id: DeliveryId, kind: Deadline) {
+        self.deadlines.push(Reverse((at, id, kind)));
+        if self.deadlines.len() > 2 * self.by_delivery.len() + 64 {
+            let live = &self.by_delivery;
+            self.deadlines
+                .retain(|Reverse((_, id, _))| live.contains_key(id));
+        }
+    }
 }

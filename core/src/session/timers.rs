@@ -41,18 +41,47 @@ impl Session {
         for (conn, reason) in dead {
             self.drop_conn(conn, reason);
         }
-        while let Some(Reverse((d, id))) = self.deadlines.peek().copied() {
+        while let Some(Reverse((d, id, kind))) = self.deadlines.peek().copied() {
             if d > now {
                 break;
             }
             self.deadlines.pop();
-            self.ack_timeout(id, d);
+            match kind {
+                Deadline::Ack => self.ack_timeout(id, d),
+                Deadline::Cancel => self.cancel_handler(id, d),
+            }
         }
         if let Phase::Stopping { deadline } = self.phase {
             if deadline <= now {
                 self.finish_stop();
             }
         }
+    }
+
+    /// The handler ran past the handler timeout: cancel it, free its slot, send the failure ack
+    /// still owed. Not remembered as done, so a redelivered copy reaches the handler again.
+    pub(super) fn cancel_handler(&mut self, id: DeliveryId, at: Instant) {
+        let Some(mid) = self.by_delivery.get(&id).cloned() else {
+            return;
+        };
+        match self.inflight.get(&mid) {
+            Some(f) if f.cancel_at == Some(at) => {}
+            _ => return,
+        }
+        self.by_delivery.remove(&id);
+        let Some(f) = self.inflight.remove(&mid) else {
+            return;
+        };
+        self.running = self.running.saturating_sub(1);
+        self.stats.handlers_cancelled += 1;
+        if !f.waiting.is_empty() {
+            let (ack, _) = outcome_ack(f.kind, &mid, &Outcome::Failed("handler timed out".into()));
+            self.send_all(&f.waiting, ack);
+        }
+        self.out.push_back(Output::Cancel { id });
+        self.out
+            .push_back(Output::Event(SessionEvent::HandlerCancelled { id }));
+        self.pump_queue();
     }
 
     pub(super) fn ack_timeout(&mut self, id: DeliveryId, at: Instant) {

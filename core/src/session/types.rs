@@ -187,6 +187,13 @@ pub enum Output {
     ResumeReading,
     /// Run the application's handler; report [`Input::Complete`].
     Deliver(Delivery),
+    /// The handler of this delivery ran past [`crate::StreamConfig::handler_timeout`]: drop
+    /// (cancel) its call. Its slot is already free and a failure ack already sent where one
+    /// was owed; a completion reported later is ignored.
+    Cancel {
+        /// The delivery.
+        id: DeliveryId,
+    },
     /// Informational.
     Event(SessionEvent),
     /// A terminal error; the session winds down and then returns [`Output::Done`].
@@ -208,10 +215,12 @@ impl fmt::Debug for Output {
                 .field("uri", request.uri())
                 .field("body", &"<redacted>")
                 .finish(),
+            // The URI's query holds the one-use ticket.
             Self::Connect { conn, request } => f
                 .debug_struct("Connect")
                 .field("conn", conn)
-                .field("uri", request.uri())
+                .field("host", &request.uri().host())
+                .field("path", &request.uri().path())
                 .finish(),
             Self::Send { conn, text } => f
                 .debug_struct("Send")
@@ -223,6 +232,7 @@ impl fmt::Debug for Output {
             Self::PauseReading => f.write_str("PauseReading"),
             Self::ResumeReading => f.write_str("ResumeReading"),
             Self::Deliver(d) => f.debug_tuple("Deliver").field(d).finish(),
+            Self::Cancel { id } => f.debug_struct("Cancel").field("id", id).finish(),
             Self::Event(e) => f.debug_tuple("Event").field(e).finish(),
             Self::Error(e) => f.debug_tuple("Error").field(e).finish(),
             Self::Timeout(t) => f.debug_tuple("Timeout").field(t).finish(),

@@ -225,6 +225,7 @@ pub fn clone_output(o: &Output) -> Output {
         Output::PauseReading => Output::PauseReading,
         Output::ResumeReading => Output::ResumeReading,
         Output::Deliver(d) => Output::Deliver(d.clone()),
+        Output::Cancel { id } => Output::Cancel { id: *id },
         Output::Event(e) => Output::Event(e.clone()),
         Output::Error(e) => Output::Error(e.clone()),
         Output::Timeout(t) => Output::Timeout(*t),
