@@ -263,20 +263,39 @@ impl Frame {
     }
 }
 
-/// Best-effort recovery of `headers.messageId` from a frame that failed to parse, so that it can
-/// still be acked with 400. Returns `None` when the text is too large, not JSON, or has no id.
+/// Best-effort recovery of `headers.messageId` from a frame that failed to parse (too large,
+/// malformed), so that it can still be acked with 400 instead of being redelivered forever.
+/// Everything but the id is skipped without being kept; texts over 16 × the frame limit, ids
+/// over [`MAX_SALVAGED_ID`] bytes, non-JSON and id-less frames give `None`.
 pub fn salvage_message_id(text: &str, limits: &Limits) -> Option<String> {
-    if text.len() > limits.max_frame_bytes {
+    #[derive(Deserialize)]
+    struct Only {
+        headers: OnlyHeaders,
+    }
+    #[derive(Deserialize)]
+    struct OnlyHeaders {
+        #[serde(rename = "messageId")]
+        message_id: Option<IdValue>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IdValue {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    if text.len() > limits.max_frame_bytes.saturating_mul(16) {
         return None;
     }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let id = value.get("headers")?.get("messageId")?;
-    match id {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    let only: Only = serde_json::from_str(text).ok()?;
+    let id = match only.headers.message_id? {
+        IdValue::Text(s) => s,
+        IdValue::Number(n) => n.to_string(),
+    };
+    (!id.is_empty() && id.len() <= MAX_SALVAGED_ID).then_some(id)
 }
+
+/// Longest `messageId` recovered from a rejected frame.
+pub const MAX_SALVAGED_ID: usize = 256;
 
 /// Values shared between consecutive frames (`appId`, `connectionId`): equal ones are not
 /// allocated again.
@@ -824,10 +843,10 @@ mod tests {
             max_frame_bytes: 1 << 22,
             max_headers: 64,
         };
-        // Unknown fields are skipped without recursion, so this parses; the lenient salvage path
-        // (a full `Value` parse) hits serde_json's recursion limit and gives up cleanly.
+        // Unknown fields are skipped without recursion, so this parses, and so does the salvage
+        // path.
         assert!(Frame::parse(&deep, &limits).is_ok());
-        assert_eq!(salvage_message_id(&deep, &limits), None);
+        assert_eq!(salvage_message_id(&deep, &limits), Some("m".into()));
         let deep_type = format!(r#"{{"type":{}{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
         assert!(matches!(
             Frame::parse(&deep_type, &limits),
@@ -870,5 +889,27 @@ mod tests {
         );
         assert_eq!(salvage_message_id("{", &l), None);
         assert_eq!(salvage_message_id(r#"{"headers":{}}"#, &l), None);
+        assert_eq!(
+            salvage_message_id(r#"{"headers":{"messageId":7},"data":[1,{"a":2}]}"#, &l),
+            Some("7".into())
+        );
+        let long_id = format!(r#"{{"headers":{{"messageId":"{}"}}}}"#, "x".repeat(300));
+        assert_eq!(salvage_message_id(&long_id, &l), None);
+        // Too large for the parser, still nacked by its id.
+        let small = Limits {
+            max_frame_bytes: 64,
+            max_headers: 8,
+        };
+        let big = format!(
+            r#"{{"headers":{{"messageId":"big-1"}},"data":"{}"}}"#,
+            "x".repeat(500)
+        );
+        assert!(Frame::parse(&big, &small).is_err());
+        assert_eq!(salvage_message_id(&big, &small), Some("big-1".into()));
+        let huge = format!(
+            r#"{{"headers":{{"messageId":"big-2"}},"data":"{}"}}"#,
+            "x".repeat(2000)
+        );
+        assert_eq!(salvage_message_id(&huge, &small), None);
     }
 }

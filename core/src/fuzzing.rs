@@ -9,6 +9,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use crate::api::{self, ApiCall, Family};
 use crate::callback::{EventCrypto, verify_outgoing};
+use crate::callback_server::{CallbackLimits, CallbackServer, Verdict};
 use crate::frame::{Frame, Limits, salvage_message_id};
 use crate::model::{CardCallback, ChatbotMessage, GraphRequest};
 use crate::{
@@ -109,6 +110,43 @@ pub fn callback(data: &[u8]) {
         message: crate::webhook::Message::text(c),
     };
     let _ = api::build_request(&send, &Endpoints::default(), None);
+
+    // The HTTP-callback request path: headers and body as they come, then correctly signed
+    // (so arbitrary bodies reach the parsers), twice (the second is a duplicate or refused).
+    let now = Instant::now();
+    let now_ms = 1_700_000_000_000;
+    let mut server = CallbackServer::new(c, Some(crypto.clone()), CallbackLimits::default());
+    let settle = |server: &mut CallbackServer, verdict: Verdict| match verdict {
+        Verdict::Handle { frame, ticket, .. } => {
+            assert_eq!(frame.message_id(), ticket.message_id());
+            server.finished(ticket, true, now);
+        }
+        Verdict::Answer(answer) => assert!((200..600).contains(&answer.status)),
+    };
+    let v = server.robot(a, b, d.as_bytes(), now_ms, now);
+    settle(&mut server, v);
+    let signed = crate::webhook::sign(c, now_ms);
+    for _ in 0..2 {
+        let v = server.robot(&now_ms.to_string(), &signed, d.as_bytes(), now_ms, now);
+        settle(&mut server, v);
+    }
+    let v = server.event(&sig, a, b, d.as_bytes(), now_ms, now, [0; 24]);
+    settle(&mut server, v);
+    let sealed = crypto.encrypt(d, &now_ms.to_string(), "n", *b"0123456789abcdef");
+    let body = serde_json::json!({"encrypt": sealed.encrypt}).to_string();
+    for _ in 0..2 {
+        let v = server.event(
+            &sealed.msg_signature,
+            &now_ms.to_string(),
+            "n",
+            body.as_bytes(),
+            now_ms,
+            now,
+            [1; 24],
+        );
+        settle(&mut server, v);
+    }
+    assert_eq!(server.in_flight(), 0);
 }
 
 /// One operation on a session under test.

@@ -135,6 +135,7 @@
 pub mod api;
 pub mod auth;
 pub mod callback;
+pub mod callback_server;
 pub mod config;
 pub mod dedup;
 pub mod error;

@@ -658,13 +658,21 @@ fn malformed_frames_get_400_or_are_dropped_and_the_connection_survives() {
 }
 
 #[test]
-fn oversized_frames_are_rejected_without_parsing() {
+fn oversized_frames_are_nacked_by_their_id_not_delivered() {
     let mut cfg = config();
-    cfg.limits.max_frame_bytes = 256;
+    cfg.limits.max_frame_bytes = 1024;
     let (mut g, c) = Gw::connected(cfg);
-    let big = bot_message(&"x".repeat(300));
+    let big = frame(
+        "CALLBACK",
+        topic::BOT_MESSAGE,
+        "big-1",
+        &format!(r#"{{"text":{{"content":"{}"}}}}"#, "x".repeat(2000)),
+    );
     g.text(c, &big);
-    assert!(g.sends().is_empty());
+    let sends = g.sends();
+    assert_eq!(sends.len(), 1, "nacked, not left to be redelivered forever");
+    assert_eq!(sends[0].1["code"], 400);
+    assert_eq!(sends[0].1["headers"]["messageId"], "big-1");
     assert!(g.deliveries().is_empty());
     assert_eq!(g.s.stats().frames_rejected, 1);
 }

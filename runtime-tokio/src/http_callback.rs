@@ -16,36 +16,64 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use dingtalk_core::callback::{EventCrypto, parse_outgoing};
-use dingtalk_core::{Frame, FrameType, Headers, Outcome, topic};
-use serde_json::{Value, json};
+use dingtalk_core::callback::EventCrypto;
+use dingtalk_core::callback_server::{CallbackAnswer, CallbackServer, Ticket, Verdict};
+use dingtalk_core::{FrameType, Outcome, topic};
+
+pub use dingtalk_core::callback_server::CallbackLimits;
 
 use crate::{Client, unix_ms};
 
 struct CallbackState {
     client: Client,
-    crypto: Option<EventCrypto>,
+    server: Mutex<CallbackServer>,
+}
+
+impl CallbackState {
+    fn has_handler(&self, kind: FrameType, topic: &str) -> bool {
+        self.client.config().route(kind, topic).is_some()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CallbackServer> {
+        self.server.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// An axum router with `POST /robot` (outgoing-robot callbacks, verified with the app secret)
 /// and, when `crypto` is given, `POST /events` (event subscription). Both use the handlers
-/// registered on `client`.
+/// registered on `client`, at most as many at once as the client's concurrency, with the
+/// default [`CallbackLimits`] otherwise.
 pub fn router(client: &Client, crypto: Option<EventCrypto>) -> Router {
+    let limits = CallbackLimits {
+        max_in_flight: client.config().max_in_flight,
+        ..CallbackLimits::default()
+    };
+    router_with(client, crypto, limits)
+}
+
+/// [`router`] with explicit limits (body size, timestamp window, concurrency, dedup, answer
+/// deadline).
+pub fn router_with(client: &Client, crypto: Option<EventCrypto>, limits: CallbackLimits) -> Router {
+    let max_body = limits.max_body;
+    let secret = client.config().credentials.client_secret().to_owned();
     let state = Arc::new(CallbackState {
         client: client.clone(),
-        crypto,
+        server: Mutex::new(CallbackServer::new(secret, crypto, limits)),
     });
     Router::new()
         .route("/robot", post(robot))
         .route("/events", post(events))
+        // The server refuses larger bodies itself; axum stops reading them at the same size.
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -56,12 +84,68 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-async fn run_handler(state: &CallbackState, frame: Frame) -> Option<Outcome> {
-    let call = state.client.dispatch(frame)?;
-    Some(match tokio::spawn(call).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Failed("handler panicked".into()),
-    })
+fn respond(answer: CallbackAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if answer.status == 200 {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response =
+        (status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response();
+    if let Some(secs) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Hands the slot back when the handler call ends, however it ends (a cancelled or panicking
+/// call counts as failed).
+struct Slot {
+    state: Arc<CallbackState>,
+    ticket: Option<Ticket>,
+    handled: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.state
+                .lock()
+                .finished(ticket, self.handled, Instant::now());
+        }
+    }
+}
+
+/// Runs the handler for `frame` in its own task; the receiver gets whether it succeeded.
+fn spawn_handler(
+    state: &Arc<CallbackState>,
+    frame: dingtalk_core::Frame,
+    ticket: Ticket,
+) -> tokio::sync::oneshot::Receiver<bool> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut slot = Slot {
+        state: state.clone(),
+        ticket: Some(ticket),
+        handled: false,
+    };
+    let call = state.client.dispatch(frame);
+    tokio::spawn(async move {
+        let handled = match call {
+            Some(call) => matches!(call.await, Outcome::Ok(_)),
+            None => false,
+        };
+        slot.handled = handled;
+        drop(slot);
+        let _ = tx.send(handled);
+    });
+    rx
+}
+
+fn random24() -> [u8; 24] {
+    std::array::from_fn(|_| fastrand::u8(..))
 }
 
 async fn robot(
@@ -69,39 +153,32 @@ async fn robot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let secret = state.client.config().credentials.client_secret();
-    let message = match parse_outgoing(
+    if !state.has_handler(FrameType::Callback, topic::BOT_MESSAGE) {
+        return (StatusCode::NOT_FOUND, "no bot-message handler").into_response();
+    }
+    let verdict = state.lock().robot(
         header(&headers, "timestamp"),
         header(&headers, "sign"),
-        secret,
-        unix_ms(),
         &body,
-    ) {
-        Ok(m) => m,
-        Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
-    };
-    let frame = Frame::new(
-        FrameType::Callback,
-        Headers {
-            topic: topic::BOT_MESSAGE.into(),
-            message_id: message.msg_id.as_str().into(),
-            content_type: Some("application/json".into()),
-            ..Headers::default()
-        },
-        &String::from_utf8_lossy(&body),
+        unix_ms(),
+        Instant::now(),
     );
-    match run_handler(&state, frame).await {
-        // Replies go through the session webhook; nothing to send in the HTTP answer.
-        Some(Outcome::Ok(_)) => axum::Json(json!({"msgtype": "empty"})).into_response(),
-        Some(Outcome::Failed(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
-        Some(Outcome::Later) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        None => (StatusCode::NOT_FOUND, "no bot-message handler").into_response(),
+    match verdict {
+        Verdict::Answer(answer) => respond(answer),
+        Verdict::Handle {
+            frame,
+            ticket,
+            answer,
+        } => {
+            // Replies go through the session webhook: answered at once.
+            drop(spawn_handler(&state, frame, ticket)); // answered without waiting
+            respond(answer.unwrap_or_else(|| CallbackAnswer {
+                status: 200,
+                body: r#"{"msgtype":"empty"}"#.into(),
+                retry_after: None,
+            }))
+        }
     }
-}
-
-fn random_alnum<const N: usize>() -> [u8; N] {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    std::array::from_fn(|_| CHARS[fastrand::usize(..CHARS.len())])
 }
 
 async fn events(
@@ -109,52 +186,45 @@ async fn events(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let Some(crypto) = &state.crypto else {
-        return (
-            StatusCode::NOT_FOUND,
-            "event subscription is not configured",
-        )
-            .into_response();
-    };
-    let get = |a: &str, b: &str| q.get(a).or_else(|| q.get(b)).cloned().unwrap_or_default();
-    let signature = get("msg_signature", "signature");
-    let timestamp = get("timeStamp", "timestamp");
-    let nonce = get("nonce", "nonce");
-    let plain = match crypto.decrypt_body(&signature, &timestamp, &nonce, &body) {
-        Ok(p) => p,
-        Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
-    };
-    let event: Value = serde_json::from_str(&plain).unwrap_or(Value::Null);
-    let event_type = event["EventType"].as_str().unwrap_or_default().to_owned();
-    let accepted = if event_type == "check_url" {
-        true
-    } else {
-        let frame = Frame::new(
-            FrameType::Event,
-            Headers {
-                topic: topic::ALL_EVENTS.into(),
-                message_id: event["EventId"]
-                    .as_str()
-                    .map_or_else(|| format!("http-{timestamp}-{nonce}"), str::to_owned)
-                    .into(),
-                event_type: Some(event_type),
-                event_corp_id: event["CorpId"].as_str().map(str::to_owned),
-                ..Headers::default()
-            },
-            &plain,
-        );
-        matches!(run_handler(&state, frame).await, Some(Outcome::Ok(_)))
-    };
-    if !accepted {
-        // Anything but the encrypted `success` makes DingTalk deliver the event again.
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    if !state.has_handler(FrameType::Event, topic::ALL_EVENTS) {
+        return (StatusCode::NOT_FOUND, "no event handler").into_response();
     }
-    let nonce: [u8; 8] = random_alnum();
-    let reply = crypto.encrypt(
-        "success",
-        &unix_ms().to_string(),
-        &String::from_utf8_lossy(&nonce),
-        random_alnum::<16>(),
+    let get = |a: &str, b: &str| q.get(a).or_else(|| q.get(b)).map_or("", String::as_str);
+    let verdict = state.lock().event(
+        get("msg_signature", "signature"),
+        get("timestamp", "timeStamp"),
+        get("nonce", "nonce"),
+        &body,
+        unix_ms(),
+        Instant::now(),
+        random24(),
     );
-    axum::Json(reply).into_response()
+    match verdict {
+        Verdict::Answer(answer) => respond(answer),
+        Verdict::Handle {
+            frame,
+            ticket,
+            answer: Some(answer),
+        } => {
+            drop(spawn_handler(&state, frame, ticket)); // answered without waiting
+            respond(answer)
+        }
+        Verdict::Handle {
+            frame,
+            ticket,
+            answer: None,
+        } => {
+            let within = state.lock().limits().answer_within;
+            let done = spawn_handler(&state, frame, ticket);
+            // DingTalk resends slow answers: past the deadline the event is accepted and its
+            // handler finishes in the background (a resent copy is recognised meanwhile).
+            let handled = match tokio::time::timeout(within, done).await {
+                Ok(Ok(handled)) => Some(handled),
+                Ok(Err(_)) => Some(false),
+                Err(_) => None,
+            };
+            let answer = state.lock().event_answer(handled, unix_ms(), random24());
+            respond(answer)
+        }
+    }
 }

@@ -46,13 +46,15 @@ async fn outgoing_robot_callback_is_verified_and_handled() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let (id, secret) = sim.credentials();
     let handled = Arc::new(AtomicUsize::new(0));
-    let h = handled.clone();
+    let (h, ran) = (handled.clone(), Arc::new(tokio::sync::Notify::new()));
+    let r = ran.clone();
     let client = Client::builder(Credentials::new(id, secret.clone()))
         .endpoints(Endpoints::single(sim.base_url()))
         .on_bot_message(move |ctx| {
-            let h = h.clone();
+            let (h, r) = (h.clone(), r.clone());
             async move {
                 h.fetch_add(1, Ordering::SeqCst);
+                r.notify_one();
                 ctx.reply_text(format!("http: {}", ctx.text().unwrap_or_default()))
                     .await?;
                 Ok::<(), HandlerError>(())
@@ -78,6 +80,10 @@ async fn outgoing_robot_callback_is_verified_and_handled() {
     assert_eq!(answer.status(), 200);
     let json: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
     assert_eq!(json, json!({"msgtype": "empty"}));
+    // Answered at once; the handler runs meanwhile.
+    tokio::time::timeout(Duration::from_secs(5), ran.notified())
+        .await
+        .expect("the handler ran");
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     let snap = sim
         .wait_for("the reply", Duration::from_secs(5), |s| {
@@ -86,6 +92,28 @@ async fn outgoing_robot_callback_is_verified_and_handled() {
         .await
         .unwrap();
     assert_eq!(snap.webhooks[0].body["text"]["content"], "http: over http");
+
+    // The same signed request again (DingTalk's resend, or a replay inside the window):
+    // answered, not handled twice.
+    let answer = http
+        .post(format!("{base}/robot"))
+        .header("timestamp", ts.to_string())
+        .header("sign", dingtalk_core::webhook::sign(&secret, ts))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // A body over the limit is refused unread.
+    let answer = http
+        .post(format!("{base}/robot"))
+        .header("timestamp", ts.to_string())
+        .header("sign", dingtalk_core::webhook::sign(&secret, ts))
+        .body(vec![b' '; (1 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
 
     // A wrong signature or a stale timestamp is refused before any handler runs.
     for (ts, sign) in [
@@ -126,15 +154,15 @@ async fn event_subscription_is_decrypted_handled_and_answered_encrypted() {
     let crypto = EventCrypto::new("tok", KEY, "appkey-1").unwrap();
     let base = serve(&client, Some(crypto.clone())).await;
     let http = http();
+    let ts = now_ms().to_string();
     let post = |plain: String, good_signature: bool| {
-        let sealed = crypto.encrypt(&plain, "1700000000", "nonce1", *b"0123456789abcdef");
+        let sealed = crypto.encrypt(&plain, &ts, "nonce1", *b"0123456789abcdef");
         let signature = if good_signature {
             sealed.msg_signature.clone()
         } else {
             "0".repeat(40)
         };
-        let url =
-            format!("{base}/events?msg_signature={signature}&timestamp=1700000000&nonce=nonce1");
+        let url = format!("{base}/events?msg_signature={signature}&timestamp={ts}&nonce=nonce1");
         let body = json!({"encrypt": sealed.encrypt}).to_string();
         let http = http.clone();
         async move { http.post(url).body(body).send().await.unwrap() }
@@ -157,7 +185,8 @@ async fn event_subscription_is_decrypted_handled_and_answered_encrypted() {
     assert_eq!(events.load(Ordering::SeqCst), 0);
     // A real event reaches the event handler.
     let answer = post(
-        json!({"EventType": "user_add_org", "CorpId": "ding1", "UserId": ["u1"]}).to_string(),
+        json!({"EventType": "user_add_org", "EventId": "ev-1", "CorpId": "ding1", "UserId": ["u1"]})
+            .to_string(),
         true,
     )
     .await;
@@ -169,4 +198,74 @@ async fn event_subscription_is_decrypted_handled_and_answered_encrypted() {
     let answer = post(json!({"EventType": "user_add_org"}).to_string(), false).await;
     assert_eq!(answer.status(), 401);
     assert_eq!(events.load(Ordering::SeqCst), 1);
+}
+
+/// A slow event handler: the answer goes out within the deadline (DingTalk resends slow
+/// answers); a resent copy is not handled twice; with every slot taken the answer is 503 with
+/// Retry-After.
+#[tokio::test]
+async fn slow_events_are_answered_in_time_once_and_bounded() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let (g, e) = (gate.clone(), entered.clone());
+    let client = Client::builder(Credentials::new("appkey-1", "secret"))
+        .on_event(move |_ev, _api| {
+            let (g, e) = (g.clone(), e.clone());
+            async move {
+                e.fetch_add(1, Ordering::SeqCst);
+                let _permit = g.acquire().await;
+                Ok::<_, HandlerError>(EventAck::Success)
+            }
+        })
+        .build()
+        .unwrap();
+    let crypto = EventCrypto::new("tok", KEY, "appkey-1").unwrap();
+    let limits = dingtalk_tokio::http_callback::CallbackLimits {
+        max_in_flight: 1,
+        answer_within: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = dingtalk_tokio::http_callback::router_with(&client, Some(crypto.clone()), limits);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = http();
+    let ts = now_ms().to_string();
+    let post = |id: &str| {
+        let plain = json!({"EventType": "user_add_org", "EventId": id}).to_string();
+        let sealed = crypto.encrypt(&plain, &ts, "n", *b"0123456789abcdef");
+        let url = format!(
+            "{base}/events?msg_signature={}&timestamp={ts}&nonce=n",
+            sealed.msg_signature
+        );
+        let body = json!({"encrypt": sealed.encrypt}).to_string();
+        let http = http.clone();
+        async move { http.post(url).body(body).send().await.unwrap() }
+    };
+    // The handler waits on the gate: the answer still comes, `success`, within the deadline.
+    let answer = post("slow-1").await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(entered.load(Ordering::SeqCst), 1);
+    // DingTalk's resend while it still runs: answered, not handled again.
+    assert_eq!(post("slow-1").await.status(), 200);
+    // The one slot is taken: another event is told to come back.
+    let busy = post("slow-2").await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(entered.load(Ordering::SeqCst), 1);
+    // Once the first finishes, the slot is free again.
+    gate.add_permits(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = post("slow-2").await;
+        if answer.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(entered.load(Ordering::SeqCst), 2);
 }

@@ -112,10 +112,15 @@ impl Ureq {
 const IDLE_PER_HOST: usize = 64;
 
 impl HttpClient for Ureq {
-    fn new(_tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
-        // ureq brings its own rustls setup (ring provider, webpki roots); the custom TLS
-        // configuration applies to the WebSocket.
+    fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
+        // ureq builds its own rustls configuration (webpki roots); it uses the crypto provider
+        // of ours, never a process-wide default another crate may have installed. Custom root
+        // certificates in `tls` apply to the WebSocket only.
+        let tls_config = ureq::tls::TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(tls.crypto_provider().clone())
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls_config)
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .max_redirects(0)
