@@ -117,12 +117,17 @@
 //!
 //! | what | default | where | past the limit |
 //! |---|---|---|---|
-//! | frame size | 1 MiB | [`Limits::max_frame_bytes`] | [`FrameError::TooLarge`], not parsed; ack 400 impossible (no id read) |
+//! | frame size | 1 MiB | [`Limits::max_frame_bytes`] | [`FrameError::TooLarge`], not parsed; acked 400 by its `messageId` (recovered without keeping the rest, up to 16 × the limit) |
 //! | headers per frame | 64 | [`Limits::max_headers`] | [`FrameError::TooManyHeaders`], ack 400 |
 //! | JSON nesting | 128 levels | serde_json's recursion limit (frames, API bodies, payloads) | a `Malformed` / `InvalidResponse` error |
 //! | `data` payload | decoded only on demand | [`Frame::data_json`] | routing and acking never parse it |
 //! | remembered message ids | 10 000 / 4 MiB for 5 min | [`StreamConfig::dedup_capacity`], [`StreamConfig::dedup_max_bytes`], [`StreamConfig::dedup_ttl`] | oldest forgotten |
 //! | handler calls in flight | 64 | [`StreamConfig::max_in_flight`] | frames wait in the queue |
+//! | handler call duration | 10 min | [`StreamConfig::handler_timeout`] | cancelled ([`Output::Cancel`]), slot freed, failure ack if owed |
+//! | configured durations | any `Duration` | session, token cache, dedup | deadlines saturate; never an overflow panic |
+//! | token lifetime (`expireIn`) | capped at 24 h | [`auth::MAX_TOKEN_LIFETIME`] | refreshed anyway |
+//! | URLs sent to | `https://` (`wss://`); plain only to loopback | [`url::check_secure`] | typed validation error, URL never quoted |
+//! | HTTP-callback requests | 1 MiB body, 1 h timestamp window, 64 handler calls | [`callback_server::CallbackLimits`] | 413 / 401 / 503 with `Retry-After` |
 //! | queued frames | 1 024 (+64 slack) | [`StreamConfig::max_queued`] | [`Output::PauseReading`]; beyond the slack a frame is left unacked for redelivery ([`SessionEvent::Shed`]) |
 //! | duplicate copies waiting for one message | 16 | session | further copies left unacked |
 //! | ack `message` text of a failure | 256 bytes | session | truncated at a character boundary |

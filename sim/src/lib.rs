@@ -224,6 +224,23 @@ struct ConnSlot {
 struct Faults {
     open_failures: VecDeque<u16>,
     rate_limit_calls: u32,
+    token_failures: u32,
+}
+
+/// One ack as the emulator received it, for a consumer that keeps its own books (a soak run:
+/// [`Control::ack_sink`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckEvent {
+    /// The connection it came on.
+    pub conn: u64,
+    /// `headers.messageId`.
+    pub message_id: String,
+    /// `code`.
+    pub code: i64,
+    /// `data.status` of an EVENT ack (`SUCCESS`, `LATER`), if any.
+    pub status: Option<String>,
+    /// Whether the ack was for a frame pushed on that connection.
+    pub on_its_connection: bool,
 }
 
 /// The result of [`Control::run_load`].
@@ -272,6 +289,7 @@ struct State {
     sessions: HashMap<String, i64>,
     sent_kinds: HashMap<(u64, String), (String, String)>,
     faults: Faults,
+    ack_sink: Option<mpsc::UnboundedSender<AckEvent>>,
     counter: u64,
     /// The last connection id handed out (ids are never reused).
     last_conn: u64,
@@ -703,6 +721,19 @@ impl Control {
         self.shared.lock().tokens.clear();
     }
 
+    /// The next `n` access-token requests fail with HTTP 500.
+    pub fn fail_next_tokens(&self, n: u32) {
+        self.shared.lock().faults.token_failures = n;
+    }
+
+    /// Every ack from now on is also sent here (constant memory in the emulator with
+    /// [`SimConfig::bench_mode`]; the consumer keeps the books).
+    pub fn ack_sink(&self) -> mpsc::UnboundedReceiver<AckEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.lock().ack_sink = Some(tx);
+        rx
+    }
+
     /// The next `n` OpenAPI calls are rate limited (403 `QpsLimitForApi` / errcode 90018).
     pub fn rate_limit_next_calls(&self, n: u32) {
         self.shared.lock().faults.rate_limit_calls = n;
@@ -1045,6 +1076,16 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
     let data: Value = data_text
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or(Value::Null);
+    let known = st.sent_kinds.contains_key(&(conn, message_id.clone()));
+    if let Some(sink) = &st.ack_sink {
+        let _ = sink.send(AckEvent {
+            conn,
+            message_id: message_id.clone(),
+            code,
+            status: data["status"].as_str().map(str::to_owned),
+            on_its_connection: known,
+        });
+    }
     match st.sent_kinds.get(&(conn, message_id.clone())).cloned() {
         None => problems.push(format!(
             "ack for `{message_id}`, which was not sent on this connection"
@@ -1262,6 +1303,14 @@ fn issue_token(shared: &Shared, key: Option<&str>, secret: Option<&str>, oapi: b
         };
     }
     let mut st = shared.lock();
+    if st.faults.token_failures > 0 {
+        st.faults.token_failures -= 1;
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "token service unavailable",
+        )
+            .into_response();
+    }
     let n = shared.next(&mut st);
     let token = format!("sim-token-{n}");
     st.tokens
