@@ -413,6 +413,14 @@ fn ack_is_never_redirected_to_a_new_connection_after_reconnect() {
         "the ack belonged to the dead connection"
     );
     assert_eq!(g.s.stats().acks_dropped, 1);
+    // ... and the dropped ack is reported, so it reaches the log.
+    assert_eq!(
+        g.count(|o| matches!(
+            o,
+            Output::Event(SessionEvent::AckDropped { conn }) if *conn == c1
+        )),
+        1
+    );
 }
 
 // ---- CALLBACK ------------------------------------------------------------------------------
