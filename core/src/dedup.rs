@@ -31,9 +31,10 @@ impl CachedAck {
     }
 }
 
-/// What one entry costs besides its ack text (map slot, order slot, allocator slack), counted
-/// against the byte bound.
-pub const ENTRY_BYTES: usize = 64;
+/// What one entry costs besides its ack text, counted against the byte bound: two 40-byte map
+/// slots (the table is sized at twice the entries, so removals never make it grow), a 32-byte
+/// order slot, and slack.
+pub const ENTRY_BYTES: usize = 128;
 
 /// A message id's 128-bit keyed hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +145,9 @@ impl DedupCache {
             return;
         }
         self.expire(now);
+        if self.acks.capacity() == 0 {
+            self.allocate();
+        }
         let key = self.key(message_id);
         // Saturating: a `Duration::MAX`-like TTL from the configuration must not panic.
         let expires = crate::session::later(now, self.ttl);
@@ -165,6 +169,16 @@ impl DedupCache {
                 break;
             }
         }
+    }
+
+    /// Sizes the table once, at twice the most entries the bounds allow: a full cache that
+    /// keeps replacing its oldest entries leaves deleted slots behind, and a table less than
+    /// half full clears them in place instead of doubling mid-run (a one-time jump in memory).
+    fn allocate(&mut self) {
+        let most = self.capacity.min(self.max_bytes / ENTRY_BYTES).min(1 << 22);
+        // One more: an entry is added before the oldest goes.
+        self.acks.reserve(most.saturating_add(1).saturating_mul(2));
+        self.order.reserve(most.saturating_add(1));
     }
 
     fn evict_oldest(&mut self) -> bool {
@@ -218,6 +232,23 @@ mod tests {
         c.insert("y", CachedAck::ResponseNull, t0 + Duration::from_secs(20));
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), ENTRY_BYTES);
+    }
+
+    #[test]
+    fn the_table_is_sized_once_and_never_grows_under_churn() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(1000, Duration::from_secs(10));
+        c.insert("first", CachedAck::ResponseNull, t0);
+        let (table, order) = (c.acks.capacity(), c.order.capacity());
+        assert!(table >= 2000);
+        for i in 0..20_000 {
+            c.insert(&format!("id-{i}"), CachedAck::ResponseNull, t0);
+        }
+        assert_eq!(c.len(), 1000);
+        // (Deleted slots count against `capacity()` until the table is cleaned in place; a
+        // doubled table would report about twice as much.)
+        assert!(c.acks.capacity() <= table, "the table grew mid-run");
+        assert_eq!(c.order.capacity(), order);
     }
 
     #[test]

@@ -287,7 +287,9 @@ struct State {
     used_tickets: HashSet<String>,
     tokens: HashMap<String, Instant>,
     sessions: HashMap<String, i64>,
-    sent_kinds: HashMap<(u64, String), (String, String)>,
+    /// Frames pushed per connection and message id: kind, topic, and how many copies (a
+    /// frame delivered again on the same connection is acked once per copy).
+    sent_kinds: HashMap<(u64, String), (String, String, u32)>,
     faults: Faults,
     ack_sink: Option<mpsc::UnboundedSender<AckEvent>>,
     counter: u64,
@@ -491,7 +493,9 @@ impl Control {
                 .to_owned();
             if !id.is_empty() {
                 st.sent_kinds
-                    .insert((conn, id.clone()), (kind.clone(), topic.clone()));
+                    .entry((conn, id.clone()))
+                    .and_modify(|e| e.2 += 1)
+                    .or_insert((kind.clone(), topic.clone(), 1));
             }
             if !id.is_empty() && !self.shared.config.bench_mode {
                 st.snap.sent.push(SentFrame {
@@ -1090,7 +1094,7 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
         None => problems.push(format!(
             "ack for `{message_id}`, which was not sent on this connection"
         )),
-        Some((kind, topic)) => match (kind.as_str(), topic.as_str()) {
+        Some((kind, topic, _)) => match (kind.as_str(), topic.as_str()) {
             ("SYSTEM", "ping") if code == 200 && data.get("opaque").is_none() => {
                 problems.push("ping ack does not echo `opaque`".to_owned())
             }
@@ -1109,7 +1113,14 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
         st.snap.violations.push(format!("conn {conn}: {p}: {text}"));
     }
     if shared.config.bench_mode {
-        st.sent_kinds.remove(&(conn, message_id));
+        // Forget one copy; an ack beyond the copies sent is then reported as above.
+        let key = (conn, message_id);
+        if let Some(e) = st.sent_kinds.get_mut(&key) {
+            e.2 -= 1;
+            if e.2 == 0 {
+                st.sent_kinds.remove(&key);
+            }
+        }
         drop(st);
         shared.changed();
         return;

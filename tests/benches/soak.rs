@@ -48,12 +48,14 @@ fn main() {
     let mut frames = 1_000_000usize;
     let mut seed = 42u64;
     let mut only: Option<Vec<String>> = None;
+    let mut hang_every = 50_000u32;
     let mut i = 1;
     while i < args.len() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
         match args[i].as_str() {
             "--frames" => frames = value.parse().unwrap(),
             "--seed" => seed = value.parse().unwrap(),
+            "--hang-every" => hang_every = value.parse().unwrap(),
             "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
             _ => {
                 i += 1;
@@ -66,7 +68,7 @@ fn main() {
         "soak: {frames} frames per adapter (90 % bot messages, 10 % events), seed {seed}, window {WINDOW}, handler timeout {HANDLER_TIMEOUT:?}"
     );
     println!(
-        "faults per frame: disconnect 1/25000, TCP reset 1/25000, duplicate 1/300, malformed 1/2000, token expiry 1/20000, token endpoint failing twice 1/20000; handlers: slow (20 ms) 1/200, API call 1/1000, hanging 1/50000\n"
+        "faults per frame: disconnect 1/25000, TCP reset 1/25000, duplicate 1/300, malformed 1/2000, token expiry 1/20000, token endpoint failing twice 1/20000; handlers: slow (20 ms) 1/200, API call 1/1000, hanging 1/{hang_every} (0: none)\n"
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -78,7 +80,7 @@ fn main() {
         .iter()
         .filter(|a| only.as_ref().is_none_or(|o| o.iter().any(|x| x == *a)))
     {
-        let report = rt.block_on(soak(adapter, frames, seed));
+        let report = rt.block_on(soak(adapter, frames, seed, hang_every));
         report.print();
         failed |= !report.clean();
     }
@@ -105,6 +107,8 @@ struct Report {
     malformed_pushed: usize,
     rss_10_kb: u64,
     rss_100_kb: u64,
+    /// RSS at every tenth of the run, in MB.
+    rss_series: Vec<f64>,
 }
 
 impl Report {
@@ -147,6 +151,8 @@ impl Report {
             self.growth(),
             if self.clean() { "OK" } else { "FAILED" }
         );
+        let series: Vec<String> = self.rss_series.iter().map(|m| format!("{m:.1}")).collect();
+        println!("{:<10} RSS MB at each tenth: {}", "", series.join(" "));
     }
 }
 
@@ -176,7 +182,7 @@ struct Pending {
     pushed: Instant,
 }
 
-async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
+async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Report {
     let sim = Sim::start(SimConfig {
         bench_mode: true,
         disconnect_grace: Duration::from_millis(300),
@@ -188,7 +194,18 @@ async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
     let mut acks = ctl.ack_sink();
     let (id, secret) = sim.credentials();
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
+    // SOAK_WRAP="heaptrack -o /tmp/client" runs the client under a tool (for profiling).
+    let wrap = std::env::var("SOAK_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args(["--child", adapter, &sim.base_url(), &id, &secret])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -224,6 +241,7 @@ async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
     let mut acked_ok = 0usize;
     let start = Instant::now();
     let mut last_redelivery_check = Instant::now();
+    let trace = std::env::var_os("SOAK_TRACE").is_some();
 
     let account = |ack: AckEvent,
                    pending: &mut HashMap<String, Pending>,
@@ -273,7 +291,7 @@ async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
             event_frame(&message_id, rng.u32(0..200) == 0)
         } else {
             let content = match rng.u32(0..50_000) {
-                0 => "hang",
+                n if hang_every > 0 && n % hang_every.min(50_000) == 0 => "hang",
                 n if n % 200 == 1 => "slow",
                 n if n % 1000 == 2 => "api",
                 _ => "hi",
@@ -290,9 +308,15 @@ async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
         );
         // Faults.
         if rng.u32(0..25_000) == 0 {
+            if trace {
+                eprintln!("trace {i}: disconnect");
+            }
             ctl.disconnect();
         }
         if rng.u32(0..25_000) == 0 {
+            if trace {
+                eprintln!("trace {i}: reset");
+            }
             ctl.close_abruptly();
         }
         if rng.u32(0..300) == 0 {
@@ -313,13 +337,30 @@ async fn soak(adapter: &str, frames: usize, seed: u64) -> Report {
             report.malformed_pushed += 1;
         }
         if rng.u32(0..20_000) == 0 {
+            if trace {
+                eprintln!("trace {i}: expire");
+            }
             ctl.expire_tokens();
         }
         if rng.u32(0..20_000) == 0 {
+            if trace {
+                eprintln!("trace {i}: tokenfail");
+            }
             ctl.fail_next_tokens(2);
         }
-        if i + 1 == frames / 10 {
-            report.rss_10_kb = rss_kb(pid);
+        if trace && (i + 1) % (frames / 100).max(1) == 0 {
+            eprintln!(
+                "trace {i}: rss {} kB, pending {}",
+                rss_kb(pid),
+                pending.len()
+            );
+        }
+        if (i + 1) % (frames / 10).max(1) == 0 {
+            let kb = rss_kb(pid);
+            if report.rss_series.is_empty() {
+                report.rss_10_kb = kb;
+            }
+            report.rss_series.push(kb as f64 / 1024.0);
         }
     }
     // Drain: every frame must end with a good ack.
@@ -428,7 +469,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str) {
                         .handler_timeout(HANDLER_TIMEOUT)
                         .configure(|c| {
                             c.dedup_capacity = DEDUP_IDS;
-                            c.dedup_max_bytes = DEDUP_IDS * 64;
+                            c.dedup_max_bytes = DEDUP_IDS * dingtalk_core::dedup::ENTRY_BYTES;
                         })
                         .on_bot_message(move |ctx| async move {
                             called(ctx.frame().message_id());
@@ -469,7 +510,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str) {
                 .handler_timeout(HANDLER_TIMEOUT)
                 .configure(|c| {
                     c.dedup_capacity = DEDUP_IDS;
-                    c.dedup_max_bytes = DEDUP_IDS * 64;
+                    c.dedup_max_bytes = DEDUP_IDS * dingtalk_core::dedup::ENTRY_BYTES;
                 })
                 .on_bot_message(move |ctx| {
                     called(ctx.frame().message_id());

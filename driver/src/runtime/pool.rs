@@ -36,9 +36,15 @@ pub(crate) const HELD_UP: Duration = Duration::from_millis(1);
 /// Most finished jobs whose tasks wait to be woken together.
 pub(crate) const WAKE_BATCH: usize = 32;
 
-/// Jobs that take longer than this on average each get a thread of their own at once (a thread
-/// hand-off costs less than waiting behind them); shorter ones run back to back on one thread.
+/// A job that runs longer than this is slow: a thread hand-off costs less than waiting behind
+/// it. When most recent jobs are slow (e.g. every handler makes a request), each gets a thread
+/// of its own at once; otherwise jobs run back to back on one thread, and the rare slow one is
+/// overtaken by the standby thread after [`HELD_UP`]. (Most, not on average: one slow job in a
+/// hundred must not turn a pool of fast jobs into a thread per job.)
 pub(crate) const SLOW_JOB: Duration = Duration::from_micros(20);
+
+/// Fixed-point one of the slow-job share (a moving average over about 16 jobs).
+const SHARE_ONE: u32 = 1 << 10;
 
 /// Quiet checks (nothing queued, nothing running) after which the standby thread goes idle.
 const STANDBY_LINGER: u32 = 8;
@@ -67,8 +73,8 @@ struct State {
     /// Jobs taken off the queue so far: the standby's measure of progress.
     taken: u64,
     standby: Standby,
-    /// Moving average of how long a job runs, in nanoseconds.
-    avg_job_ns: u64,
+    /// Moving share of recent jobs that were slow, in 1/[`SHARE_ONE`].
+    slow_share: u32,
     /// Tasks of finished jobs, not yet woken.
     finished: Vec<Waker>,
 }
@@ -249,10 +255,10 @@ impl ThreadPool {
         call
     }
 
-    /// Whether each queued job calls a thread at once (an I/O pool, or jobs that are slow on
-    /// average) rather than waiting behind the running one with a thread standing by.
+    /// Whether each queued job calls a thread at once (an I/O pool, or most recent jobs slow)
+    /// rather than waiting behind the running one with a thread standing by.
     fn cascade(&self, st: &State) -> bool {
-        self.held_up.is_zero() || st.avg_job_ns > SLOW_JOB.as_nanos() as u64
+        self.held_up.is_zero() || st.slow_share > SHARE_ONE / 2
     }
 
     /// Wakes an idle thread or starts one below the pool's size.
@@ -327,10 +333,11 @@ impl ThreadPool {
                 self.perform(call);
                 let started = Instant::now();
                 let waker = job();
-                let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let slow = started.elapsed() > SLOW_JOB;
                 st = self.lock();
                 st.busy = st.busy.saturating_sub(1);
-                st.avg_job_ns = st.avg_job_ns - st.avg_job_ns / 8 + took / 8;
+                st.slow_share =
+                    st.slow_share - st.slow_share / 16 + if slow { SHARE_ONE / 16 } else { 0 };
                 if let Some(waker) = waker {
                     st.hold_waker(waker);
                 }
