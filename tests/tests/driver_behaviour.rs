@@ -1,6 +1,7 @@
 //! Behaviour the driver promises on every runtime: no redirect is followed, transport errors
 //! carry no URL (tokens and session webhooks live in URLs), an unreadable bot message reaches the
-//! handler as a typed error instead of a crash, and a client runs once at a time.
+//! handler as a typed error instead of a crash, a client runs once at a time, unusable
+//! configuration fails at once, and a handler that finishes when first polled costs no spawn.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests abort on failure
 
 use std::sync::Arc;
@@ -255,4 +256,95 @@ async fn unusable_configuration_is_a_typed_error_at_once() {
             "{e:?}"
         );
     }
+}
+
+/// Counts the handler calls the driver hands to the runtime (tokio underneath).
+static SPAWNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CountingTokio;
+
+impl dingtalk_driver::runtime::Runtime for CountingTokio {
+    type WebSocket =
+        <dingtalk_driver::runtime::Tokio as dingtalk_driver::runtime::Runtime>::WebSocket;
+    type Timer = <dingtalk_driver::runtime::Tokio as dingtalk_driver::runtime::Runtime>::Timer;
+    type Http = dingtalk_driver::runtime::Reqwest;
+
+    fn connect(
+        &self,
+        uri: &http::Uri,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> dingtalk_driver::runtime::BoxFuture<'static, Result<Self::WebSocket, String>> {
+        dingtalk_driver::runtime::Tokio.connect(uri, tls)
+    }
+
+    fn timer(&self, at: std::time::Instant) -> Self::Timer {
+        dingtalk_driver::runtime::Tokio.timer(at)
+    }
+
+    fn spawn(
+        &self,
+        task: dingtalk_driver::runtime::BoxFuture<'static, ()>,
+    ) -> Option<dingtalk_driver::runtime::BoxFuture<'static, ()>> {
+        SPAWNS.fetch_add(1, Ordering::SeqCst);
+        dingtalk_driver::runtime::Tokio.spawn(task)
+    }
+}
+
+/// A handler that finishes when first polled costs no spawn; one that waits is handed to the
+/// runtime, once per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_finishes_at_once_is_never_spawned() {
+    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let (id, secret) = sim.credentials();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let client = dingtalk_driver::Client::<CountingTokio>::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .on_bot_message(move |ctx| {
+            let tx = tx.clone();
+            async move {
+                if ctx.text() == Some("wait") {
+                    tokio::task::yield_now().await; // pending once: not finished at once
+                }
+                let _ = tx.send(());
+                Ok::<(), dingtalk_driver::HandlerError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let stop = client.stop_handle();
+    let run = tokio::spawn(async move { client.run().await });
+    sim.wait_connections(1, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        sim.bot_text("now", dingtalk_sim::Chat::Private);
+    }
+    handler_calls(50, &mut rx).await;
+    assert_eq!(
+        SPAWNS.load(Ordering::SeqCst),
+        0,
+        "a finished handler was spawned"
+    );
+    for _ in 0..10 {
+        sim.bot_text("wait", dingtalk_sim::Chat::Private);
+    }
+    handler_calls(10, &mut rx).await;
+    assert_eq!(SPAWNS.load(Ordering::SeqCst), 10);
+    stop.stop();
+    run.await.unwrap().unwrap();
+}
+
+/// Waits for `n` handler calls (at most 15 s).
+async fn handler_calls(n: usize, rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let all = async {
+        for _ in 0..n {
+            rx.recv().await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(15), all)
+        .await
+        .expect("the handler calls did not all come within 15 s");
 }
