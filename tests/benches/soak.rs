@@ -5,8 +5,9 @@
 //!
 //! * this orchestrator runs the emulator (bench mode: constant memory) and keeps the books from
 //!   its ack stream;
-//! * the client under test runs in its own process (`--child`), and prints one line per handler
-//!   call, so handler calls are counted without growing the client.
+//! * the client under test runs in its own process (`--child`), and appends one line per handler
+//!   call to a file, so handler calls are counted without growing the client and without a pipe
+//!   that could hold its handlers up.
 //!
 //! It reports, per adapter: frames lost (must be 0), handler calls per messageId beyond one
 //! (must be 0), acks with a wrong status or on the wrong connection (0), emulator protocol
@@ -20,7 +21,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dingtalk_core::{Credentials, Endpoints};
@@ -43,7 +43,7 @@ const DEDUP_IDS: usize = 100_000;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        return child(&args[2], &args[3], &args[4], &args[5]);
+        return child(&args[2], &args[3], &args[4], &args[5], &args[6]);
     }
     let mut frames = 1_000_000usize;
     let mut seed = 42u64;
@@ -205,27 +205,21 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
         }
         None => Command::new(&exe),
     };
-    let mut child = command
-        .args(["--child", adapter, &sim.base_url(), &id, &secret])
+    let log = std::env::temp_dir().join(format!(
+        "dingtalk-soak-{}-{adapter}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&log);
+    let log_arg = log.to_string_lossy().into_owned();
+    let child = command
+        .args(["--child", adapter, &sim.base_url(), &id, &secret, &log_arg])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
     let _child = KillOnDrop(child);
-    // Handler calls, counted as the child reports them.
-    let calls: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-    let c = calls.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(id) = line.strip_prefix("H ") {
-                *c.lock().unwrap().entry(id.to_owned()).or_default() += 1;
-            }
-        }
-    });
     sim.wait_connections(1, Duration::from_secs(30))
         .await
         .expect("the client connects");
@@ -375,17 +369,17 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
     report.secs = start.elapsed().as_secs_f64();
     report.lost = pending.len();
     report.rss_100_kb = rss_kb(pid);
-    // Every acked frame's handler call reaches the books (the child writes a line per call).
+    // Every acked frame's handler call reaches the books (the child appends a line per call).
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let seen = calls.lock().unwrap().len();
-        if seen >= acked_ok || Instant::now() > deadline {
-            break;
+    let calls = loop {
+        let calls = read_calls(&log);
+        if calls.len() >= acked_ok || Instant::now() > deadline {
+            break calls;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = std::fs::remove_file(&log);
     {
-        let calls = calls.lock().unwrap();
         report.extra_handler_calls = calls
             .values()
             .map(|n| (*n as usize).saturating_sub(1))
@@ -402,6 +396,21 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
     }
     report.reconnects = snap.conns.len().saturating_sub(1);
     report
+}
+
+/// Handler calls per message id, from the child's log.
+fn read_calls(path: &std::path::Path) -> HashMap<String, u32> {
+    let mut calls = HashMap::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return calls;
+    };
+    for line in BufReader::new(file).lines() {
+        let Ok(line) = line else { break };
+        if let Some(id) = line.strip_prefix("H ") {
+            *calls.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    calls
 }
 
 /// Delivers again every frame un-acked for [`REDELIVER_AFTER`] (its connection may be gone).
@@ -447,14 +456,23 @@ fn event_frame(message_id: &str, slow: bool) -> String {
 
 // ---- the client ---------------------------------------------------------------------------
 
-/// One line per handler call, written at once (the orchestrator counts them).
+/// The child's log of handler calls.
+static LOG: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// One line per handler call, appended at once with one write (the orchestrator counts them).
 fn called(id: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "H {id}");
-    let _ = out.flush();
+    if let Some(mut file) = LOG.get() {
+        let _ = file.write_all(format!("H {id}\n").as_bytes());
+    }
 }
 
-fn child(adapter: &str, base: &str, id: &str, secret: &str) {
+fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let _ = LOG.set(file);
     let creds = Credentials::new(id, secret);
     let endpoints = Endpoints::single(base);
     let api_call = |message: &dingtalk_core::model::ChatbotMessage, robot: &str| {
