@@ -23,8 +23,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// A job returns the waker of the task waiting for its result, for the pool to wake in a batch.
-type Job = Box<dyn FnOnce() -> Option<Waker> + Send>;
+/// A job returns the waker of the task waiting for its result (for the pool to wake in a
+/// batch), and whether its caller gave up on it while it ran (see [`State::abandoned`]).
+type Job = Box<dyn FnOnce() -> (Option<Waker>, bool) + Send>;
 
 /// An idle thread exits after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -70,6 +71,10 @@ struct State {
     threads: usize,
     /// Threads running a job.
     busy: usize,
+    /// Of those, threads whose caller dropped the job's future while it ran (a handler the
+    /// driver cancelled at its timeout; a blocking call cannot be stopped). They do not count
+    /// as busy workers: jobs behind them get a thread at once.
+    abandoned: usize,
     /// Jobs taken off the queue so far: the standby's measure of progress.
     taken: u64,
     standby: Standby,
@@ -193,8 +198,12 @@ impl ThreadPool {
         F: FnOnce() -> T + Send + 'static,
     {
         let slot = Arc::new(Slot::<T>::default());
-        let sender = Sender(Some(slot.clone()));
+        let mut sender = Sender(Some(slot.clone()));
         let job: Job = Box::new(move || {
+            // A call whose caller is gone before it started (a cancelled handler) is skipped.
+            if !sender.start() {
+                return (None, false);
+            }
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
             sender.send(result)
         });
@@ -208,7 +217,10 @@ impl ThreadPool {
         if let Some(job) = job {
             self.submit(vec![job]);
         }
-        Box::pin(Receive(slot))
+        Box::pin(Receive {
+            slot,
+            pool: self.shared.clone(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -220,7 +232,7 @@ impl ThreadPool {
     fn submit(&self, jobs: Vec<Job>) {
         let mut st = self.lock();
         st.jobs.extend(jobs);
-        let call = if st.busy == 0 || self.cascade(&st) {
+        let call = if st.busy.saturating_sub(st.abandoned) == 0 || self.cascade(&st) {
             self.call_worker(&mut st)
         } else {
             self.call_standby(&mut st)
@@ -332,10 +344,13 @@ impl ThreadPool {
                 drop(st);
                 self.perform(call);
                 let started = Instant::now();
-                let waker = job();
+                let (waker, abandoned) = job();
                 let slow = started.elapsed() > SLOW_JOB;
                 st = self.lock();
                 st.busy = st.busy.saturating_sub(1);
+                if abandoned {
+                    st.abandoned = st.abandoned.saturating_sub(1);
+                }
                 st.slow_share =
                     st.slow_share - st.slow_share / 16 + if slow { SHARE_ONE / 16 } else { 0 };
                 if let Some(waker) = waker {
@@ -407,27 +422,40 @@ enum Call {
 
 /// Where a job leaves its result for [`Receive`].
 struct Slot<T> {
-    state: Mutex<(Option<std::thread::Result<T>>, Option<Waker>)>,
+    state: Mutex<SlotState<T>>,
+}
+
+struct SlotState<T> {
+    result: Option<std::thread::Result<T>>,
+    waker: Option<Waker>,
+    phase: Phase,
+}
+
+/// Where a job is, as its two ends see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Queued,
+    Running,
+    Finished,
+    /// The caller dropped its future before the job finished.
+    Abandoned,
 }
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {
-            state: Mutex::new((None, None)),
+            state: Mutex::new(SlotState {
+                result: None,
+                waker: None,
+                phase: Phase::Queued,
+            }),
         }
     }
 }
 
 impl<T> Slot<T> {
-    fn lock(&self) -> MutexGuard<'_, (Option<std::thread::Result<T>>, Option<Waker>)> {
+    fn lock(&self) -> MutexGuard<'_, SlotState<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stores the result; returns the waiting task's waker.
-    fn put(&self, result: std::thread::Result<T>) -> Option<Waker> {
-        let mut st = self.lock();
-        st.0 = Some(result);
-        st.1.take()
     }
 }
 
@@ -435,8 +463,32 @@ impl<T> Slot<T> {
 struct Sender<T>(Option<Arc<Slot<T>>>);
 
 impl<T> Sender<T> {
-    fn send(mut self, result: std::thread::Result<T>) -> Option<Waker> {
-        self.0.take().and_then(|slot| slot.put(result))
+    /// Marks the job running; `false` (and nothing more to do) when its caller is gone.
+    fn start(&mut self) -> bool {
+        let Some(slot) = &self.0 else { return false };
+        let mut st = slot.lock();
+        if st.phase == Phase::Abandoned {
+            drop(st);
+            self.0 = None;
+            return false;
+        }
+        st.phase = Phase::Running;
+        true
+    }
+
+    /// Stores the result; returns the waiting task's waker, and whether the caller gave up
+    /// while the job ran (then it was counted in [`State::abandoned`]).
+    fn send(mut self, result: std::thread::Result<T>) -> (Option<Waker>, bool) {
+        let Some(slot) = self.0.take() else {
+            return (None, false);
+        };
+        let mut st = slot.lock();
+        if st.phase == Phase::Abandoned {
+            return (None, true);
+        }
+        st.phase = Phase::Finished;
+        st.result = Some(result);
+        (st.waker.take(), false)
     }
 }
 
@@ -444,7 +496,11 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
             let gone: Box<dyn std::any::Any + Send> = Box::new("the pool thread went away");
-            if let Some(waker) = slot.put(Err(gone)) {
+            let mut st = slot.lock();
+            st.phase = Phase::Finished;
+            st.result = Some(Err(gone));
+            if let Some(waker) = st.waker.take() {
+                drop(st);
                 waker.wake();
             }
         }
@@ -452,25 +508,46 @@ impl<T> Drop for Sender<T> {
 }
 
 /// The caller's end of a [`Slot`].
-struct Receive<T>(Arc<Slot<T>>);
+struct Receive<T> {
+    slot: Arc<Slot<T>>,
+    pool: Arc<Shared>,
+}
 
 impl<T> Future for Receive<T> {
     type Output = T;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let mut st = self.0.lock();
-        match st.0.take() {
+        let mut st = self.slot.lock();
+        match st.result.take() {
             Some(Ok(value)) => Poll::Ready(value),
             Some(Err(panic)) => {
                 drop(st);
                 std::panic::resume_unwind(panic)
             }
             None => {
-                if !st.1.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    st.1 = Some(cx.waker().clone());
+                if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    st.waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl<T> Drop for Receive<T> {
+    /// Gives up on the job: a queued one is skipped; a running one no longer counts as a busy
+    /// worker (the slot lock is held while the pool's count changes, so the job's end cannot
+    /// see the change half done).
+    fn drop(&mut self) {
+        let mut st = self.slot.lock();
+        match st.phase {
+            Phase::Queued => st.phase = Phase::Abandoned,
+            Phase::Running => {
+                st.phase = Phase::Abandoned;
+                let mut pool = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+                pool.abandoned += 1;
+            }
+            Phase::Finished | Phase::Abandoned => {}
         }
     }
 }
@@ -585,5 +662,47 @@ mod tests {
             wakes < 50,
             "100 fast jobs woke their task {wakes} times: completions are not woken together"
         );
+    }
+
+    #[test]
+    fn a_job_whose_caller_gave_up_holds_up_nothing_and_a_queued_one_is_skipped() {
+        // A pool whose standby would wait an hour: only the abandoned count lets B through.
+        let pool = ThreadPool {
+            held_up: Duration::from_secs(3600),
+            ..ThreadPool::new("test-pool", 4)
+        };
+        let gate = Arc::new(Gate::default());
+        let g = gate.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let stuck = pool.run(move || {
+            let _ = started_tx.send(());
+            let mut st = g.state.lock().unwrap();
+            while !st.0 {
+                st = g.cv.wait(st).unwrap();
+            }
+        });
+        started_rx.recv().unwrap();
+        drop(stuck); // the driver cancelled it; the thread stays in it
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let next = pool.run(move || {
+            let _ = done_tx.send(());
+            7
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a job queued behind an abandoned one waited"
+        );
+        assert_eq!(async_io::block_on(next), 7);
+        // A job given up before it started does not run at all.
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = ran.clone();
+        batch(|| {
+            // Given up inside the batch: queued already abandoned.
+            drop(pool.run(move || r.store(true, std::sync::atomic::Ordering::SeqCst)));
+        });
+        assert_eq!(async_io::block_on(pool.run(|| 8)), 8);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        gate.state.lock().unwrap().0 = true;
+        gate.cv.notify_all();
     }
 }
