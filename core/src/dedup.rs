@@ -78,6 +78,9 @@ pub struct DedupCache {
     order: VecDeque<(Instant, Key)>,
 }
 
+/// Most entries the table is sized for up front.
+const PRESIZE_MAX: usize = 1 << 20;
+
 /// Default byte bound of the cache.
 pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
 
@@ -175,7 +178,12 @@ impl DedupCache {
     /// keeps replacing its oldest entries leaves deleted slots behind, and a table less than
     /// half full clears them in place instead of doubling mid-run (a one-time jump in memory).
     fn allocate(&mut self) {
-        let most = self.capacity.min(self.max_bytes / ENTRY_BYTES).min(1 << 22);
+        // Beyond a million ids (a configuration without a real bound) the table grows as it
+        // fills instead of reserving up front.
+        let most = self
+            .capacity
+            .min(self.max_bytes / ENTRY_BYTES)
+            .min(PRESIZE_MAX);
         // One more: an entry is added before the oldest goes.
         self.acks.reserve(most.saturating_add(1).saturating_mul(2));
         self.order.reserve(most.saturating_add(1));

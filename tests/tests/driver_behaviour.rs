@@ -114,6 +114,30 @@ async fn redirects_are_not_followed_on_any_runtime() {
     );
 }
 
+/// A download, like every request, goes out over TLS only: plain http to a remote host is a
+/// typed error before anything is sent, on every adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_downloads_are_refused_before_sending() {
+    let url = "http://files.example/download?token=SECRET-TOKEN";
+    let validation = |e: &ClientError| {
+        assert!(
+            matches!(e, ClientError::Api(a) if a.kind == ErrorKind::Validation),
+            "{e:?}"
+        );
+        assert_no_secret(e);
+    };
+    let tokio_api = dingtalk_tokio::ApiClient::new(creds(), Endpoints::default()).unwrap();
+    validation(&tokio_api.get_bytes(url).await.unwrap_err());
+    let blocking_api = dingtalk_blocking::ApiClient::new(creds(), Endpoints::default()).unwrap();
+    let e = tokio::task::spawn_blocking(move || blocking_api.get_bytes(url))
+        .await
+        .unwrap()
+        .unwrap_err();
+    validation(&e);
+    let async_api = dingtalk_async_std::ApiClient::new(creds(), Endpoints::default()).unwrap();
+    validation(&smol::block_on(async_api.get_bytes(url)).unwrap_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transport_errors_carry_no_url() {
     let tokio_api = dingtalk_tokio::ApiClient::new(creds(), Endpoints::default()).unwrap();
