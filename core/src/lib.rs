@@ -149,6 +149,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod model;
+pub mod proxy;
 pub mod session;
 pub mod topic;
 pub mod url;

@@ -55,11 +55,16 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<H: HttpClient> ApiClient<H> {
     /// An API client for these credentials and hosts, without a bot (e.g. to send a message
-    /// from a script): default TLS, 10 s per request, the default [`RetryPolicy`].
+    /// from a script): default TLS, 10 s per request, the default [`RetryPolicy`], the proxies
+    /// of the environment ([`env_proxies`](crate::env_proxies)). For other settings build the
+    /// HTTP client with [`HttpClient::new`] and use [`ApiClient::with_http`].
     pub fn new(credentials: Credentials, endpoints: Endpoints) -> Result<Self, crate::Error> {
         credentials.validate().map_err(crate::Error::Config)?;
         endpoints.validate().map_err(crate::Error::Config)?;
-        let http = H::new(crate::default_tls_config()?, DEFAULT_HTTP_TIMEOUT)?;
+        let settings =
+            crate::runtime::HttpSettings::new(crate::default_tls_config()?, DEFAULT_HTTP_TIMEOUT)
+                .proxies(crate::env_proxies()?);
+        let http = H::new(&settings)?;
         Ok(Self::with_http(
             http,
             credentials,

@@ -24,7 +24,8 @@ use crate::api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
 use crate::context::BotContext;
 use crate::driver::Driver;
 use crate::handler::{self, Handler, HandlerError};
-use crate::runtime::{BoxFuture, HttpClient, Runtime};
+use crate::runtime::{BoxFuture, HttpClient, HttpSettings, Runtime};
+use dingtalk_core::proxy::Proxies;
 
 /// Why the client could not be built or could not keep running.
 #[non_exhaustive]
@@ -46,6 +47,44 @@ pub enum Error {
 /// `DINGTALK_OAPI_ENDPOINT`. `None` when the credentials are not set.
 pub fn env_config() -> Option<(Credentials, Endpoints)> {
     dingtalk_core::config::from_env(|k| std::env::var(k).ok())
+}
+
+/// The proxies the standard environment variables name (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, `NO_PROXY`, lower-case too; see [`dingtalk_core::proxy`]). A variable that is set
+/// but unusable (a `socks5://` proxy, a malformed URL) is an error, never skipped.
+pub fn env_proxies() -> Result<Proxies, Error> {
+    Proxies::from_env(|k| std::env::var(k).ok()).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Where the proxies of a builder come from.
+#[derive(Debug, Clone)]
+enum ProxyChoice {
+    /// The environment, read when the client is built.
+    Env,
+    /// One proxy URL, parsed when the client is built.
+    Url(Redacted),
+    /// Set in full.
+    Set(Proxies),
+}
+
+/// A string that `Debug` never prints (a proxy URL may hold a password).
+#[derive(Clone)]
+struct Redacted(String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl ProxyChoice {
+    fn resolve(&self) -> Result<Proxies, Error> {
+        match self {
+            Self::Env => env_proxies(),
+            Self::Url(url) => Proxies::all(&url.0).map_err(|e| Error::Config(e.to_string())),
+            Self::Set(p) => Ok(p.clone()),
+        }
+    }
 }
 
 /// The handlers, indexed by [`Route`]: the session routes each frame once and the driver calls
@@ -84,12 +123,14 @@ pub struct ClientBuilder<R: Runtime> {
     handlers: Handlers<R::Http>,
     http_timeout: Duration,
     retry: RetryPolicy,
+    proxy: ProxyChoice,
 }
 
 impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("config", &self.config)
+            .field("proxy", &self.proxy)
             .field("http_timeout", &self.http_timeout)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -105,7 +146,34 @@ impl<R: Runtime> ClientBuilder<R> {
             handlers: Handlers::default(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             retry: RetryPolicy::default(),
+            proxy: ProxyChoice::Env,
         }
+    }
+
+    /// Sends the WebSocket and every HTTP call through this `http://` proxy
+    /// (`http://user:password@host:port`; `CONNECT` tunnels, Basic credentials), instead of the
+    /// proxies the environment names. An invalid URL fails [`ClientBuilder::build`]; the
+    /// credentials are never logged or shown in an error.
+    #[must_use]
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxyChoice::Url(Redacted(url.into()));
+        self
+    }
+
+    /// Uses these proxies (per scheme, with a bypass list) instead of the environment's.
+    #[must_use]
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxy = ProxyChoice::Set(proxies);
+        self
+    }
+
+    /// Connects directly, whatever the environment says. By default the client reads
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (lower-case too) as curl does;
+    /// see [`env_proxies`].
+    #[must_use]
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Set(Proxies::none());
+        self
     }
 
     /// Uses these hosts (the emulator, a forwarder, overseas hosts). A plain `http://` loopback
@@ -246,7 +314,10 @@ impl<R: Runtime> ClientBuilder<R> {
             Some(t) => t,
             None => crate::default_tls_config()?,
         };
-        let http = R::Http::new(tls.clone(), self.http_timeout)?;
+        let proxies = self.proxy.resolve()?;
+        let http = R::Http::new(
+            &HttpSettings::new(tls.clone(), self.http_timeout).proxies(proxies.clone()),
+        )?;
         let api = ApiClient::with_http(
             http,
             self.config.credentials.clone(),
@@ -258,6 +329,7 @@ impl<R: Runtime> ClientBuilder<R> {
                 rt: R::default(),
                 config: self.config,
                 tls,
+                proxies,
                 api,
                 handlers: self.handlers,
                 stop: Arc::new(StopSignal::default()),
@@ -272,6 +344,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) rt: R,
     pub(crate) config: StreamConfig,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) proxies: Proxies,
     pub(crate) api: ApiClient<R::Http>,
     pub(crate) handlers: Handlers<R::Http>,
     pub(crate) stop: Arc<StopSignal>,
@@ -366,6 +439,11 @@ impl<R: Runtime> Client<R> {
     /// The Stream configuration.
     pub fn config(&self) -> &StreamConfig {
         &self.shared.config
+    }
+
+    /// The proxies the client connects through (`Debug` shows no credentials).
+    pub fn proxies(&self) -> &Proxies {
+        &self.shared.proxies
     }
 
     /// A handle that stops [`Client::run`] gracefully.

@@ -184,7 +184,11 @@ impl<R: Runtime> Driver<R> {
                     self.requests.push((id, Box::pin(request)));
                 }
                 Output::Connect { conn, request } => {
-                    let connecting = self.rt.connect(request.uri(), &self.shared.tls);
+                    let connecting = self.rt.connect(
+                        request.uri(),
+                        &self.shared.tls,
+                        self.shared.proxies.for_uri(request.uri()),
+                    );
                     self.connecting.push((conn, connecting));
                 }
                 Output::Close { conn } => self.close(conn),

@@ -39,7 +39,7 @@ pub mod runtime;
 mod tls;
 
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
-pub use client::{Client, ClientBuilder, Error, StopHandle, env_config};
+pub use client::{Client, ClientBuilder, Error, StopHandle, env_config, env_proxies};
 pub use context::{BotContext, unix_ms};
 pub use dingtalk_core;
 pub use dingtalk_core::EventAck;

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use dingtalk_core::error::ClientError;
+use dingtalk_core::proxy::{Proxies, ProxyUrl};
 use futures_util::{Sink, Stream};
 use tungstenite::Message;
 
@@ -70,11 +71,42 @@ pub trait Timer: Send + Unpin + 'static {
     fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
+/// How an [`HttpClient`] is set up.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The TLS configuration (reqwest uses it as given; ureq takes its crypto provider).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Timeout of each request.
+    pub timeout: Duration,
+    /// The proxies requests go through ([`Proxies::for_uri`] decides per request).
+    pub proxies: Proxies,
+}
+
+impl HttpSettings {
+    /// These TLS settings and timeout, no proxy.
+    pub fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Self {
+        Self {
+            tls,
+            timeout,
+            proxies: Proxies::none(),
+        }
+    }
+
+    /// Sends through these proxies.
+    #[must_use]
+    pub fn proxies(mut self, proxies: Proxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+}
+
 /// Sends one HTTP request and reads the whole answer (at most [`MAX_BODY`] bytes). Follows no
-/// redirects. Transport errors carry no URL.
+/// redirects. Transport errors carry no URL. A request goes through the proxy
+/// [`Proxies::for_uri`] names for it (`CONNECT` for `https`), or direct.
 pub trait HttpClient: Clone + Send + Sync + 'static {
-    /// A client with this TLS configuration and per-request timeout.
-    fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error>;
+    /// A client with these settings.
+    fn new(settings: &HttpSettings) -> Result<Self, crate::Error>;
     /// Sends `request`.
     fn send(
         &self,
@@ -96,13 +128,15 @@ pub trait Runtime: Clone + Default + Send + Sync + Unpin + 'static {
     /// Its HTTP client.
     type Http: HttpClient;
 
-    /// TCP (`TCP_NODELAY`), TLS for `wss`, and the WebSocket handshake to `uri`. The driver drops
-    /// the future when the core's connect timeout passes. The error text carries no URL (the
-    /// URI holds the one-use ticket).
+    /// TCP (`TCP_NODELAY`) to the host of `uri`, or to `proxy` and a `CONNECT` tunnel through it
+    /// ([`open_tunnel`] does the handshake), then TLS for `wss` and the WebSocket handshake. The
+    /// driver drops the future when the core's connect timeout passes. The error text carries
+    /// no URL (the URI holds the one-use ticket) and no proxy credential.
     fn connect(
         &self,
         uri: &http::Uri,
         tls: &Arc<rustls::ClientConfig>,
+        proxy: Option<&ProxyUrl>,
     ) -> BoxFuture<'static, Result<Self::WebSocket, String>>;
 
     /// A timer that fires at `at`.
@@ -112,4 +146,47 @@ pub trait Runtime: Clone + Default + Send + Sync + Unpin + 'static {
     /// spawns it (`None`); otherwise it is handed back (`Some`) and the driver polls it inside
     /// its own task, so the call costs no task and its wake-up no cross-thread hop.
     fn spawn(&self, task: BoxFuture<'static, ()>) -> Option<BoxFuture<'static, ()>>;
+}
+
+/// The host (IPv6 without brackets) and port a WebSocket URI connects to.
+pub fn host_port(uri: &http::Uri) -> Result<(String, u16), String> {
+    let host = uri.host().ok_or("the endpoint has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = matches!(uri.scheme_str(), Some("wss" | "https"));
+    Ok((host, uri.port_u16().unwrap_or(if tls { 443 } else { 80 })))
+}
+
+/// A byte stream a `CONNECT` handshake runs over (the runtime's TCP stream).
+pub trait TunnelIo: Send {
+    /// Writes all of `buf`.
+    fn write_all<'a>(&'a mut self, buf: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>>;
+    /// Reads into `buf`; `0` at end of stream.
+    fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> BoxFuture<'a, std::io::Result<usize>>;
+}
+
+/// The IO of a `CONNECT` handshake through `proxy` to `host:port` (the decisions are
+/// [`ProxyUrl::connect`]'s): writes the request, reads the answer. On `Ok` the next bytes on
+/// `io` are the target's. The error text never holds the credentials.
+pub async fn open_tunnel(
+    io: &mut impl TunnelIo,
+    proxy: &ProxyUrl,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
+    let mut handshake = proxy.connect(host, port);
+    io.write_all(handshake.request())
+        .await
+        .map_err(|e| format!("proxy: {}", e.kind()))?;
+    loop {
+        let n = io
+            .read(handshake.spare())
+            .await
+            .map_err(|e| format!("proxy: {}", e.kind()))?;
+        if handshake.received(n).map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+    }
 }

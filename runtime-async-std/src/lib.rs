@@ -55,7 +55,7 @@ pub use dingtalk_core;
 pub use dingtalk_driver;
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
-    env_config, unix_ms,
+    env_config, env_proxies, unix_ms,
 };
 
 /// A DingTalk Stream client on the async-io stack; see [`dingtalk_driver::Client`].

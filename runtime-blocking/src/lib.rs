@@ -68,7 +68,7 @@ pub use dingtalk_core;
 pub use dingtalk_driver;
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
-    env_config, unix_ms,
+    env_config, env_proxies, unix_ms,
 };
 
 type Inner = dingtalk_driver::Client<AsyncIo>;
@@ -314,6 +314,26 @@ impl ClientBuilder {
         self.map(|b| b.retry_policy(retry))
     }
 
+    /// Sends the WebSocket and every HTTP call through this `http://` proxy
+    /// (`http://user:password@host:port`) instead of the environment's; see
+    /// [`dingtalk_driver::ClientBuilder::proxy`].
+    #[must_use]
+    pub fn proxy(self, url: impl Into<String>) -> Self {
+        self.map(|b| b.proxy(url))
+    }
+
+    /// Uses these proxies (per scheme, with a bypass list) instead of the environment's.
+    #[must_use]
+    pub fn proxies(self, proxies: dingtalk_core::proxy::Proxies) -> Self {
+        self.map(|b| b.proxies(proxies))
+    }
+
+    /// Connects directly, whatever `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` say.
+    #[must_use]
+    pub fn no_proxy(self) -> Self {
+        self.map(|b| b.no_proxy())
+    }
+
     /// Registers a raw handler for `subscription` (and subscribes to it), for a topic with its
     /// own [`AckPolicy`](dingtalk_core::AckPolicy).
     #[must_use]
@@ -465,6 +485,11 @@ impl Client {
     /// The Stream configuration.
     pub fn config(&self) -> &StreamConfig {
         self.inner.config()
+    }
+
+    /// The proxies the client connects through (`Debug` shows no credentials).
+    pub fn proxies(&self) -> &dingtalk_core::proxy::Proxies {
+        self.inner.proxies()
     }
 
     /// A handle that stops [`Client::run`] gracefully, from any thread.

@@ -24,14 +24,14 @@
 //! Waiting is done on change notifications with a deadline, never by sleeping.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State as AxState};
+use axum::extract::{ConnectInfo, Query, State as AxState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -128,6 +128,8 @@ pub struct Recorded {
     pub body: Value,
     /// The status the emulator answered.
     pub status: u16,
+    /// The address the request came from (a proxy's, when it went through one).
+    pub peer: IpAddr,
 }
 
 /// An open-connection request the gateway received.
@@ -143,6 +145,8 @@ pub struct OpenRecord {
     pub status: u16,
     /// When it arrived.
     pub at: Instant,
+    /// The address the request came from (a proxy's, when it went through one).
+    pub peer: IpAddr,
 }
 
 /// A WebSocket connection as the emulator sees it.
@@ -158,6 +162,8 @@ pub struct ConnInfo {
     pub draining: bool,
     /// WebSocket pings received from the client.
     pub pings: u64,
+    /// The address the connection came from (a proxy's, when it went through one).
+    pub peer: IpAddr,
 }
 
 /// What a test waits on: a copy of everything recorded so far.
@@ -413,6 +419,7 @@ impl Sim {
             .with_state(shared.clone());
         let (shutdown, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
@@ -923,6 +930,7 @@ impl Control {
 
 async fn ws_handler(
     AxState(shared): AxState<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -944,10 +952,10 @@ async fn ws_handler(
         }
         st.used_tickets.insert(ticket.clone());
     }
-    ws.on_upgrade(move |socket| conn_task(shared, socket, ticket))
+    ws.on_upgrade(move |socket| conn_task(shared, socket, ticket, peer.ip()))
 }
 
-async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
+async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String, peer: IpAddr) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = {
         let mut st = shared.lock();
@@ -959,6 +967,7 @@ async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String) {
             open: true,
             draining: false,
             pings: 0,
+            peer,
         };
         st.snap.conns.push(info.clone());
         st.slots.insert(id, ConnSlot { info, tx });
@@ -1157,6 +1166,7 @@ fn ok_json(v: Value) -> Response {
 
 async fn http_handler(
     AxState(shared): AxState<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -1174,7 +1184,7 @@ async fn http_handler(
         .map(str::to_owned);
 
     if method == Method::POST && path == "/v1.0/gateway/connections/open" {
-        return open_connection(&shared, &headers, &json_body);
+        return open_connection(&shared, &headers, &json_body, peer.ip());
     }
     if method == Method::POST && path == "/v1.0/oauth2/accessToken" {
         return issue_token(
@@ -1210,6 +1220,7 @@ async fn http_handler(
             json_body.clone()
         },
         status: 200,
+        peer: peer.ip(),
     };
     let response = if path == "/robot/sendBySession" || path == "/robot/send" {
         let r = webhook(&shared, &path, &query, &json_body);
@@ -1232,7 +1243,7 @@ async fn http_handler(
     response
 }
 
-fn open_connection(shared: &Shared, headers: &HeaderMap, body: &Value) -> Response {
+fn open_connection(shared: &Shared, headers: &HeaderMap, body: &Value, peer: IpAddr) -> Response {
     let mut st = shared.lock();
     let record_open = |st: &mut State, status: u16| {
         st.snap.opens.push(OpenRecord {
@@ -1241,6 +1252,7 @@ fn open_connection(shared: &Shared, headers: &HeaderMap, body: &Value) -> Respon
             ua: body["ua"].as_str().unwrap_or_default().to_owned(),
             status,
             at: Instant::now(),
+            peer,
         });
     };
     let json_headers = headers

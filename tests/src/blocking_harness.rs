@@ -38,6 +38,9 @@ impl Harness for BlockingHarness {
         if let Some(n) = tweaks.max_in_flight {
             builder = builder.concurrency(n);
         }
+        if let Some(p) = tweaks.proxies.clone() {
+            builder = builder.proxies(p);
+        }
         let client = builder
             .configure(|c| apply_tweaks(&tweaks, c))
             .retry_policy(retry)

@@ -8,6 +8,7 @@ pub mod async_std_harness;
 pub mod blocking_harness;
 pub mod harness;
 pub mod scenarios;
+pub mod servers;
 pub mod tokio_harness;
 
 pub use harness::{BotSpec, Gate, Harness, RunningBot, Seen, Tweaks};

@@ -74,8 +74,12 @@ pub fn async_bot<R: Runtime>(
     if let Some(d) = tweaks.retry_max_delay {
         retry.max_delay = d;
     }
-    dingtalk_driver::Client::<R>::builder(credentials)
-        .endpoints(Endpoints::single(sim.base_url()))
+    let mut builder = dingtalk_driver::Client::<R>::builder(credentials)
+        .endpoints(Endpoints::single(sim.base_url()));
+    if let Some(p) = tweaks.proxies.clone() {
+        builder = builder.proxies(p);
+    }
+    builder
         .configure(|c| apply_tweaks(&tweaks, c))
         .retry_policy(retry)
         .on_bot_message(move |ctx| {

@@ -260,8 +260,10 @@ async fn unusable_configuration_is_a_typed_error_at_once() {
 
     // Around the check: the token call fails with a typed error, now, every time.
     let http = <dingtalk_driver::runtime::Reqwest as dingtalk_driver::runtime::HttpClient>::new(
-        dingtalk_driver::default_tls_config().unwrap(),
-        std::time::Duration::from_secs(5),
+        &dingtalk_driver::runtime::HttpSettings::new(
+            dingtalk_driver::default_tls_config().unwrap(),
+            std::time::Duration::from_secs(5),
+        ),
     )
     .unwrap();
     let api = dingtalk_driver::ApiClient::with_http(
@@ -298,8 +300,9 @@ impl dingtalk_driver::runtime::Runtime for CountingTokio {
         &self,
         uri: &http::Uri,
         tls: &Arc<rustls::ClientConfig>,
+        proxy: Option<&dingtalk_core::proxy::ProxyUrl>,
     ) -> dingtalk_driver::runtime::BoxFuture<'static, Result<Self::WebSocket, String>> {
-        dingtalk_driver::runtime::Tokio.connect(uri, tls)
+        dingtalk_driver::runtime::Tokio.connect(uri, tls, proxy)
     }
 
     fn timer(&self, at: std::time::Instant) -> Self::Timer {

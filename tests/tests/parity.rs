@@ -47,8 +47,10 @@ macro_rules! surface {
         ) -> impl std::future::Future<Output = (Option<Outcome>, Option<Outcome>)> {
             use $krate::{
                 ApiClient, BotContext, Client, ClientBuilder, ClientError, Error, EventAck,
-                HandlerError, RetryPolicy, StopHandle, default_tls_config, env_config, unix_ms,
+                HandlerError, RetryPolicy, StopHandle, default_tls_config, env_config,
+                env_proxies, unix_ms,
             };
+            let _: Result<dingtalk_core::proxy::Proxies, Error> = env_proxies();
             let _: Option<(Credentials, Endpoints)> = env_config();
             let _: i64 = unix_ms();
             let tls = default_tls_config().unwrap();
@@ -60,11 +62,37 @@ macro_rules! surface {
                 .concurrency(8)
                 .http_timeout(Duration::from_secs(5))
                 .handler_timeout(Duration::from_secs(60))
-                .retry_policy(RetryPolicy::default());
+                .retry_policy(RetryPolicy::default())
+                .proxy("http://u:p@proxy.invalid:3128")
+                .no_proxy()
+                .proxies(
+                    dingtalk_core::proxy::Proxies::all("http://proxy.invalid:3128")
+                        .unwrap()
+                        .with_no_proxy("*"),
+                );
             let builder = surface!(@handlers $($aw)*; builder, l1, l2);
             let client: Client = builder.build().unwrap();
             assert_eq!(client.config().max_in_flight, 8);
             assert_eq!(client.config().handler_timeout, Duration::from_secs(60));
+            assert!(client.proxies().https().is_some(), "the last proxy setting wins");
+            let shown = format!("{:?}", Client::builder(credentials.clone()).proxy("http://u:SECRET@h:1"));
+            assert!(shown.contains("proxy") && !shown.contains("SECRET"), "{shown}");
+            let shown = format!(
+                "{:?}",
+                Client::builder(credentials.clone())
+                    .proxy("http://u:SECRET@h:1")
+                    .endpoints(Endpoints::single(&base))
+                    .build()
+                    .unwrap()
+                    .proxies()
+            );
+            assert!(shown.contains("redacted") && !shown.contains("SECRET"), "{shown}");
+            // A bad proxy URL fails the build, and the error does not quote it.
+            let e = Client::builder(credentials.clone())
+                .proxy("socks5://u:SECRET@h:1")
+                .build()
+                .unwrap_err();
+            assert!(matches!(e, Error::Config(ref m) if !m.contains("SECRET")), "{e:?}");
             assert_eq!(client.config().subscriptions.len(), 7, "every registration subscribes");
             let _: Result<ClientBuilder, Error> = Client::from_env();
             let stop: StopHandle = client.stop_handle();

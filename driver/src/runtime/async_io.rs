@@ -9,9 +9,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use dingtalk_core::error::ClientError;
+use dingtalk_core::proxy::ProxyUrl;
 use futures_util::FutureExt;
+use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{BoxFuture, HttpClient, MAX_BODY, Runtime, Timer};
+use super::{BoxFuture, HttpClient, HttpSettings, MAX_BODY, Runtime, Timer, TunnelIo};
 
 /// Drives the client on the async-io reactor, under any executor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,18 +31,25 @@ impl Runtime for AsyncIo {
         &self,
         uri: &http::Uri,
         tls: &Arc<rustls::ClientConfig>,
+        proxy: Option<&ProxyUrl>,
     ) -> BoxFuture<'static, Result<Ws, String>> {
         let uri = uri.clone();
+        let proxy = proxy.cloned();
         let connector = futures_rustls::TlsConnector::from(tls.clone());
         Box::pin(async move {
-            let host = uri.host().ok_or("endpoint has no host")?.to_owned();
-            let tls = uri.scheme_str() == Some("wss");
-            let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let tcp = async_net::TcpStream::connect((host, port))
-                .await
-                .map_err(|e| format!("TCP connect: {}", e.kind()))?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            let (host, port) = super::host_port(&uri)?;
+            let mut tcp = match &proxy {
+                None => async_net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|e| format!("TCP connect: {}", e.kind()))?,
+                Some(p) => async_net::TcpStream::connect((p.host(), p.port()))
+                    .await
+                    .map_err(|e| format!("TCP connect to the proxy: {}", e.kind()))?,
+            };
+            tcp.set_nodelay(true).map_err(|e| e.kind().to_string())?;
+            if let Some(p) = &proxy {
+                super::open_tunnel(&mut tcp, p, &host, port).await?;
+            }
             async_tungstenite::smol::client_async_tls_with_connector_and_config(
                 uri,
                 tcp,
@@ -59,6 +68,16 @@ impl Runtime for AsyncIo {
 
     fn spawn(&self, task: BoxFuture<'static, ()>) -> Option<BoxFuture<'static, ()>> {
         Some(task)
+    }
+}
+
+impl TunnelIo for async_net::TcpStream {
+    fn write_all<'a>(&'a mut self, buf: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(AsyncWriteExt::write_all(self, buf))
+    }
+
+    fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> BoxFuture<'a, std::io::Result<usize>> {
+        Box::pin(AsyncReadExt::read(self, buf))
     }
 }
 
@@ -82,9 +101,27 @@ impl Timer for IoTimer {
 /// waits anyway: the blocking adapter's handlers).
 #[derive(Debug, Clone)]
 pub struct Ureq {
-    agent: ureq::Agent,
+    agents: Arc<Agents>,
     inline: bool,
     threads: super::ThreadPool,
+}
+
+/// One agent (and keep-alive pool) per way out: direct, and through each proxy.
+#[derive(Debug)]
+struct Agents {
+    direct: ureq::Agent,
+    via: Vec<(ProxyUrl, ureq::Agent)>,
+    proxies: dingtalk_core::proxy::Proxies,
+}
+
+impl Agents {
+    /// The agent a request to `uri` goes out with.
+    fn for_uri(&self, uri: &http::Uri) -> &ureq::Agent {
+        self.proxies
+            .for_uri(uri)
+            .and_then(|p| self.via.iter().find(|(q, _)| q == p))
+            .map_or(&self.direct, |(_, agent)| agent)
+    }
 }
 
 impl Ureq {
@@ -92,7 +129,7 @@ impl Ureq {
     #[must_use]
     pub fn inline(&self) -> Self {
         Self {
-            agent: self.agent.clone(),
+            agents: self.agents.clone(),
             inline: true,
             threads: self.threads.clone(),
         }
@@ -103,7 +140,7 @@ impl Ureq {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<Vec<u8>>, ClientError> {
-        send(&self.agent, request)
+        send(&self.agents, request)
     }
 }
 
@@ -112,29 +149,21 @@ impl Ureq {
 const IDLE_PER_HOST: usize = 64;
 
 impl HttpClient for Ureq {
-    fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
-        // ureq builds its own rustls configuration (webpki roots); it uses the crypto provider
-        // of ours, never a process-wide default another crate may have installed. Custom root
-        // certificates in `tls` apply to the WebSocket only.
-        let tls_config = ureq::tls::TlsConfig::builder()
-            .unversioned_rustls_crypto_provider(tls.crypto_provider().clone())
-            .build();
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls_config)
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .max_redirects(0)
-            .no_delay(true)
-            .max_idle_connections_per_host(IDLE_PER_HOST)
-            .max_idle_connections(IDLE_PER_HOST * 2)
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            CachingResolver::<ureq::unversioned::resolver::DefaultResolver>::default(),
-        );
+    fn new(settings: &HttpSettings) -> Result<Self, crate::Error> {
+        let proxies = &settings.proxies;
+        let mut via = Vec::new();
+        for p in [proxies.http(), proxies.https()].into_iter().flatten() {
+            if !via.iter().any(|(q, _)| q == p) {
+                via.push((p.clone(), agent(settings, Some(p))?));
+            }
+        }
+        let agents = Agents {
+            direct: agent(settings, None)?,
+            via,
+            proxies: proxies.clone(),
+        };
         Ok(Self {
-            agent,
+            agents: Arc::new(agents),
             inline: false,
             // As many requests in flight as idle connections are kept.
             threads: super::ThreadPool::for_io("dingtalk-http", IDLE_PER_HOST),
@@ -146,10 +175,10 @@ impl HttpClient for Ureq {
         request: http::Request<Vec<u8>>,
     ) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, ClientError>> {
         if self.inline {
-            return Box::pin(std::future::ready(send(&self.agent, request)));
+            return Box::pin(std::future::ready(send(&self.agents, request)));
         }
-        let agent = self.agent.clone();
-        self.threads.run(move || send(&agent, request))
+        let agents = self.agents.clone();
+        self.threads.run(move || send(&agents, request))
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -161,11 +190,61 @@ impl HttpClient for Ureq {
     }
 }
 
+/// A ureq agent with these settings, direct (`proxy` `None`; ureq's own reading of the
+/// environment is off: the driver reads it once, the same way for every adapter) or through
+/// `proxy` (`CONNECT` for every target).
+fn agent(settings: &HttpSettings, proxy: Option<&ProxyUrl>) -> Result<ureq::Agent, crate::Error> {
+    // ureq builds its own rustls configuration (webpki roots); it uses the crypto provider
+    // of ours, never a process-wide default another crate may have installed. Custom root
+    // certificates in `tls` apply to the WebSocket only.
+    let tls_config = ureq::tls::TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(settings.tls.crypto_provider().clone())
+        .build();
+    let proxy = match proxy {
+        None => None,
+        Some(p) => {
+            let host = if p.host().contains(':') {
+                format!("[{}]", p.host())
+            } else {
+                p.host().to_owned()
+            };
+            let mut b = ureq::Proxy::builder(ureq::ProxyProtocol::Http)
+                .host(&host)
+                .port(p.port());
+            if let Some((user, pass)) = p.credentials() {
+                b = b.username(user).password(pass);
+            }
+            Some(
+                b.build()
+                    .map_err(|_| crate::Error::Config("the proxy setting is not valid".into()))?,
+            )
+        }
+    };
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls_config)
+        .proxy(proxy)
+        .http_status_as_error(false)
+        .timeout_global(Some(settings.timeout))
+        .max_redirects(0)
+        .no_delay(true)
+        .max_idle_connections_per_host(IDLE_PER_HOST)
+        .max_idle_connections(IDLE_PER_HOST * 2)
+        .build();
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::<ureq::unversioned::resolver::DefaultResolver>::default(),
+    ))
+}
+
 fn send(
-    agent: &ureq::Agent,
+    agents: &Agents,
     request: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Vec<u8>>, ClientError> {
-    let response = agent.run(request).map_err(transport)?;
+    let response = agents
+        .for_uri(request.uri())
+        .run(request)
+        .map_err(transport)?;
     let (parts, mut body) = response.into_parts();
     let bytes = body
         .with_config()

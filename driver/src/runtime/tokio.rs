@@ -6,16 +6,47 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use dingtalk_core::error::ClientError;
+use dingtalk_core::proxy::{Proxies, ProxyUrl};
 use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use super::{BoxFuture, HttpClient, MAX_BODY, Runtime, Timer};
+use super::{BoxFuture, HttpClient, HttpSettings, MAX_BODY, Runtime, Timer, TunnelIo};
 
 /// Drives the client on the tokio runtime it is polled on (multi-thread or current-thread).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+impl TunnelIo for TcpStream {
+    fn write_all<'a>(&'a mut self, buf: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(AsyncWriteExt::write_all(self, buf))
+    }
+
+    fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> BoxFuture<'a, std::io::Result<usize>> {
+        Box::pin(AsyncReadExt::read(self, buf))
+    }
+}
+
+/// TCP to `uri`'s host, or through a `CONNECT` tunnel of `proxy`, with `TCP_NODELAY` (acks are
+/// small and latency-sensitive).
+async fn tcp(uri: &http::Uri, proxy: Option<ProxyUrl>) -> Result<TcpStream, String> {
+    let (host, port) = super::host_port(uri)?;
+    let mut tcp = match &proxy {
+        None => TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("TCP connect: {}", e.kind()))?,
+        Some(p) => TcpStream::connect((p.host(), p.port()))
+            .await
+            .map_err(|e| format!("TCP connect to the proxy: {}", e.kind()))?,
+    };
+    tcp.set_nodelay(true).map_err(|e| e.kind().to_string())?;
+    if let Some(p) = &proxy {
+        super::open_tunnel(&mut tcp, p, &host, port).await?;
+    }
+    Ok(tcp)
+}
 
 impl Runtime for Tokio {
     type WebSocket = Ws;
@@ -26,14 +57,17 @@ impl Runtime for Tokio {
         &self,
         uri: &http::Uri,
         tls: &Arc<rustls::ClientConfig>,
+        proxy: Option<&ProxyUrl>,
     ) -> BoxFuture<'static, Result<Ws, String>> {
         let uri = uri.clone();
+        let proxy = proxy.cloned();
         let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
         Box::pin(async move {
-            tokio_tungstenite::connect_async_tls_with_config(
+            let tcp = tcp(&uri, proxy).await?;
+            tokio_tungstenite::client_async_tls_with_config(
                 uri,
+                tcp,
                 Some(crate::driver::ws_config()),
-                true, // TCP_NODELAY: acks are small and latency-sensitive
                 Some(connector),
             )
             .await
@@ -71,20 +105,54 @@ impl Timer for Sleep {
     }
 }
 
-/// reqwest with the client's rustls configuration, `TCP_NODELAY`, keep-alive pooling and no
-/// redirects.
+/// reqwest with the client's rustls configuration, `TCP_NODELAY`, keep-alive pooling, no
+/// redirects, and the client's proxies only (reqwest's own reading of the environment is off:
+/// the driver reads it once, the same way for every adapter).
 #[derive(Debug, Clone)]
-pub struct Reqwest(reqwest::Client);
+pub struct Reqwest {
+    client: reqwest::Client,
+    proxies: Arc<Proxies>,
+}
+
+/// A reqwest proxy for the targets of one scheme family that `proxies` sends through `proxy`.
+fn reqwest_proxy(proxies: &Proxies, proxy: &ProxyUrl, https: bool) -> reqwest::Proxy {
+    let proxies = proxies.clone();
+    let url = proxy.to_string();
+    let p = reqwest::Proxy::custom(move |target| {
+        let secure = matches!(target.scheme(), "https" | "wss");
+        if secure != https {
+            return None;
+        }
+        proxies
+            .for_target(target.scheme(), target.host_str()?)
+            .map(|_| url.clone())
+    });
+    match proxy.credentials() {
+        Some((user, pass)) => p.basic_auth(user, pass),
+        None => p,
+    }
+}
 
 impl HttpClient for Reqwest {
-    fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Result<Self, crate::Error> {
-        reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .timeout(timeout)
+    fn new(settings: &HttpSettings) -> Result<Self, crate::Error> {
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls((*settings.tls).clone())
+            .timeout(settings.timeout)
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some(p) = settings.proxies.http() {
+            builder = builder.proxy(reqwest_proxy(&settings.proxies, p, false));
+        }
+        if let Some(p) = settings.proxies.https() {
+            builder = builder.proxy(reqwest_proxy(&settings.proxies, p, true));
+        }
+        builder
             .build()
-            .map(Self)
+            .map(|client| Self {
+                client,
+                proxies: Arc::new(settings.proxies.clone()),
+            })
             .map_err(|e| crate::Error::Tls(e.to_string()))
     }
 
@@ -92,7 +160,19 @@ impl HttpClient for Reqwest {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, ClientError>> {
-        let client = self.0.clone();
+        let client = self.client.clone();
+        let mut request = request;
+        if request.uri().scheme_str() == Some("http")
+            && self.proxies.for_uri(request.uri()).is_some()
+        {
+            // A plain-http request is forwarded by the proxy, which may close the connection
+            // after the answer without saying so (tinyproxy does): reusing it would race that
+            // close. Only loopback targets are plain http, so the lost reuse costs nothing.
+            request.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(transport)?;
             let mut response = client.execute(request).await.map_err(transport)?;
@@ -120,7 +200,16 @@ impl HttpClient for Reqwest {
     }
 }
 
-/// A transport error without its URL (which may carry an access token or a signature).
+/// A transport error without its URL (which may carry an access token or a signature), with
+/// its causes (hyper's and the socket's texts, which hold no URL).
 fn transport(e: reqwest::Error) -> ClientError {
-    ClientError::Transport(e.without_url().to_string())
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError::Transport(text)
 }
