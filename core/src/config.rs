@@ -176,6 +176,9 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Option<(Credentials, En
 /// The `ua` sent in the open-connection request (`name-sdk-lang/version`).
 pub const USER_AGENT: &str = concat!("dingtalk-sdk-rust/v", env!("CARGO_PKG_VERSION"));
 
+/// Most concurrent Stream connections per app ([`StreamConfig::connections`]).
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// Everything a [`Session`](crate::session::Session) needs. Defaults follow
 /// `design.md`; every duration is configurable.
 #[derive(Debug, Clone)]
@@ -215,6 +218,12 @@ pub struct StreamConfig {
     /// backoff; the attempts after it back off from `backoff_base`. A connection lost again
     /// before any frame arrived backs off at once, so a flapping server causes no storm.
     pub first_reconnect_max: Duration,
+    /// Concurrent Stream connections for the app (default 1, at most [`MAX_CONNECTIONS`]), as
+    /// the Java SDK's `maxConnectionCounts`. Each is opened with its own ticket, acks the frames
+    /// it read, and is replaced make-before-break with its own backoff; deduplication, handler
+    /// concurrency and backpressure are shared by all of them. DingTalk spreads an app's frames
+    /// over its connections and redelivers an un-acked frame on any of them.
+    pub connections: usize,
     /// At most this many handler calls in flight (default 64).
     pub max_in_flight: usize,
     /// Frames waiting for a handler slot before the session asks the adapter to stop reading
@@ -258,6 +267,7 @@ impl StreamConfig {
             backoff_max: Duration::from_secs(60),
             backoff_jitter: Duration::from_secs(1),
             first_reconnect_max: Duration::from_millis(100),
+            connections: 1,
             max_in_flight: 64,
             max_queued: 1024,
             dedup_capacity: 10_000,

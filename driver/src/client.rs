@@ -199,6 +199,18 @@ impl<R: Runtime> ClientBuilder<R> {
         self
     }
 
+    /// Concurrent Stream connections for this app (default 1, at most
+    /// [`MAX_CONNECTIONS`](dingtalk_core::config::MAX_CONNECTIONS)), like the Java SDK's
+    /// `maxConnectionCounts`: each is opened with its own ticket, acks the frames it read and
+    /// is replaced on its own (make-before-break); deduplication is shared, so a frame
+    /// DingTalk redelivers on a sibling connection reaches its handler once. An out-of-range
+    /// count fails [`ClientBuilder::build`].
+    #[must_use]
+    pub fn connections(mut self, n: usize) -> Self {
+        self.config.connections = n;
+        self
+    }
+
     /// Most handler calls in flight at once (default 64); further frames wait inside the core,
     /// then reading pauses. In the blocking adapter this is also the most handler threads.
     #[must_use]
@@ -309,6 +321,12 @@ impl<R: Runtime> ClientBuilder<R> {
     /// Builds the client (validates the configuration, sets up TLS and HTTP).
     pub fn build(self) -> Result<Client<R>, Error> {
         self.config.credentials.validate().map_err(Error::Config)?;
+        if !(1..=dingtalk_core::config::MAX_CONNECTIONS).contains(&self.config.connections) {
+            return Err(Error::Config(format!(
+                "connections must be between 1 and {}",
+                dingtalk_core::config::MAX_CONNECTIONS
+            )));
+        }
         self.config.endpoints.validate().map_err(Error::Config)?;
         let tls = match self.tls {
             Some(t) => t,

@@ -288,6 +288,13 @@ impl ClientBuilder {
         self.map(|b| b.configure(f))
     }
 
+    /// Concurrent Stream connections for this app (default 1); see
+    /// [`dingtalk_driver::ClientBuilder::connections`].
+    #[must_use]
+    pub fn connections(self, n: usize) -> Self {
+        self.map(|b| b.connections(n))
+    }
+
     /// Most handler calls (threads) at once (default 64).
     #[must_use]
     pub fn concurrency(self, n: usize) -> Self {

@@ -58,6 +58,11 @@ pub struct SimConfig {
     /// Benchmark mode: acks and pushed frames are checked but not kept in the snapshot, so
     /// long runs use constant memory.
     pub bench_mode: bool,
+    /// As DingTalk does: an EVENT or CALLBACK frame not acked this long after it was pushed is
+    /// pushed again, on another live connection when there is one (`None`: never).
+    pub redeliver_after: Option<Duration>,
+    /// Most redeliveries of one frame.
+    pub max_redeliveries: u32,
 }
 
 impl Default for SimConfig {
@@ -70,8 +75,21 @@ impl Default for SimConfig {
             disconnect_grace: Duration::from_secs(10),
             ticket_ttl: Duration::from_secs(90),
             bench_mode: false,
+            redeliver_after: None,
+            max_redeliveries: 3,
         }
     }
+}
+
+/// A frame the emulator pushed again because it was not acked in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redelivery {
+    /// `headers.messageId`.
+    pub message_id: String,
+    /// The connection the previous copy went to.
+    pub from: u64,
+    /// The connection this copy went to.
+    pub to: u64,
 }
 
 /// Where a simulated chat message comes from.
@@ -185,6 +203,8 @@ pub struct Snapshot {
     pub tokens_issued: u64,
     /// Protocol violations the emulator detected in what the bot sent.
     pub violations: Vec<String>,
+    /// Frames pushed again because they were not acked in time ([`SimConfig::redeliver_after`]).
+    pub redeliveries: Vec<Redelivery>,
 }
 
 impl Snapshot {
@@ -224,6 +244,8 @@ enum Cmd {
 struct ConnSlot {
     info: ConnInfo,
     tx: mpsc::UnboundedSender<Cmd>,
+    /// Frozen by [`Control::freeze`]: frames are no longer spread onto it.
+    frozen: bool,
 }
 
 #[derive(Default)]
@@ -301,6 +323,11 @@ struct State {
     counter: u64,
     /// The last connection id handed out (ids are never reused).
     last_conn: u64,
+    /// Frames pushed connection by connection in turn: the last one used.
+    last_pushed: u64,
+    /// Data frames not acked yet, by message id: text, connection, when pushed, copies pushed
+    /// again (only with [`SimConfig::redeliver_after`]).
+    unacked: HashMap<String, (String, u64, Instant, u32)>,
 }
 
 impl State {
@@ -426,6 +453,18 @@ impl Sim {
                 })
                 .await;
         });
+        if let Some(after) = shared.config.redeliver_after {
+            // Ends when the emulator is gone (the last strong reference dropped).
+            let weak = Arc::downgrade(&shared);
+            let tick = (after / 4).max(Duration::from_millis(5));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(tick).await;
+                    let Some(shared) = weak.upgrade() else { break };
+                    Control { shared }.redeliver_due();
+                }
+            });
+        }
         Ok(Self {
             control: Control { shared },
             addr,
@@ -465,6 +504,7 @@ impl Control {
 
     // ---- pushing frames -------------------------------------------------------------------
 
+    /// The newest live connection (the target of the fault switches).
     fn active_conn(st: &State) -> Option<u64> {
         st.slots
             .values()
@@ -473,11 +513,73 @@ impl Control {
             .max()
     }
 
-    /// Pushes a raw text frame on the newest live connection. Returns the connection, or
-    /// `None` when no connection is live.
+    /// The next live connection after `after` in id order, wrapping around (as DingTalk
+    /// spreads an app's frames over its connections); one other than `not` when there is one.
+    fn next_conn(st: &State, after: u64, not: Option<u64>) -> Option<u64> {
+        let live: Vec<u64> = st
+            .slots
+            .values()
+            .filter(|s| s.info.open && !s.info.draining && !s.frozen)
+            .map(|s| s.info.id)
+            .collect();
+        let others: Vec<u64> = live.iter().copied().filter(|c| Some(*c) != not).collect();
+        let pool = if others.is_empty() { &live } else { &others };
+        pool.iter()
+            .copied()
+            .find(|c| *c > after)
+            .or_else(|| pool.first().copied())
+    }
+
+    /// Pushes a raw text frame on the live connections in turn (one frame each, round robin).
+    /// Returns the connection, or `None` when no connection is live.
     pub fn push_raw(&self, text: impl Into<String>) -> Option<u64> {
-        let conn = Self::active_conn(&self.shared.lock())?;
+        let conn = {
+            let mut st = self.shared.lock();
+            let conn = Self::next_conn(&st, st.last_pushed, None)?;
+            st.last_pushed = conn;
+            conn
+        };
         self.push_raw_to(conn, text)
+    }
+
+    /// Pushes again every data frame un-acked for [`SimConfig::redeliver_after`], on another
+    /// live connection when there is one.
+    fn redeliver_due(&self) {
+        let Some(after) = self.shared.config.redeliver_after else {
+            return;
+        };
+        let max = self.shared.config.max_redeliveries;
+        let due: Vec<(String, String, u64)> = {
+            let mut st = self.shared.lock();
+            let now = Instant::now();
+            st.unacked
+                .retain(|_, (_, _, at, copies)| *copies < max || now.duration_since(*at) < after);
+            st.unacked
+                .iter()
+                .filter(|(_, (_, _, at, copies))| *copies < max && now.duration_since(*at) >= after)
+                .map(|(id, (text, conn, _, _))| (id.clone(), text.clone(), *conn))
+                .collect()
+        };
+        for (id, text, from) in due {
+            let to = {
+                let st = self.shared.lock();
+                Self::next_conn(&st, from, Some(from))
+            };
+            let Some(to) = to else { continue };
+            if self.push_raw_to(to, text).is_some() {
+                let mut st = self.shared.lock();
+                if let Some(e) = st.unacked.get_mut(&id) {
+                    e.3 += 1;
+                }
+                st.snap.redeliveries.push(Redelivery {
+                    message_id: id,
+                    from,
+                    to,
+                });
+                drop(st);
+                self.shared.changed();
+            }
+        }
     }
 
     /// Pushes a raw text frame on connection `conn` (even a draining one). Returns `conn`, or
@@ -503,6 +605,11 @@ impl Control {
                     .entry((conn, id.clone()))
                     .and_modify(|e| e.2 += 1)
                     .or_insert((kind.clone(), topic.clone(), 1));
+            }
+            if !id.is_empty() && kind != "SYSTEM" && self.shared.config.redeliver_after.is_some() {
+                let copies = st.unacked.get(&id).map_or(0, |e| e.3);
+                st.unacked
+                    .insert(id.clone(), (text.clone(), conn, Instant::now(), copies));
             }
             if !id.is_empty() && !self.shared.config.bench_mode {
                 st.snap.sent.push(SentFrame {
@@ -706,7 +813,11 @@ impl Control {
     /// Stops reading and writing the newest live connection: pings go unanswered, as on a
     /// half-open TCP connection. The connection stays until the client closes it.
     pub fn freeze(&self) -> Option<u64> {
-        self.command_active(Cmd::Freeze)
+        let conn = self.command_active(Cmd::Freeze)?;
+        if let Some(slot) = self.shared.lock().slots.get_mut(&conn) {
+            slot.frozen = true;
+        }
+        Some(conn)
     }
 
     fn command_active(&self, cmd: Cmd) -> Option<u64> {
@@ -970,7 +1081,14 @@ async fn conn_task(shared: Arc<Shared>, socket: WebSocket, ticket: String, peer:
             peer,
         };
         st.snap.conns.push(info.clone());
-        st.slots.insert(id, ConnSlot { info, tx });
+        st.slots.insert(
+            id,
+            ConnSlot {
+                info,
+                tx,
+                frozen: false,
+            },
+        );
         id
     };
     shared.changed();
@@ -1134,6 +1252,7 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
         shared.changed();
         return;
     }
+    st.unacked.remove(&message_id);
     st.snap.acks.push(AckRecord {
         conn,
         message_id,

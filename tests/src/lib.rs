@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             open_failures_are_retried,
             handler_panic_is_contained,
             hanging_handler_is_cancelled_at_the_handler_timeout,
+            several_connections_share_dedup_and_ack_on_their_own,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {$(

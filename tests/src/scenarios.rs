@@ -553,3 +553,98 @@ pub async fn hanging_handler_is_cancelled_at_the_handler_timeout(h: &dyn Harness
     bot.join().await.unwrap();
     no_violations(&sim.snapshot());
 }
+
+/// Several connections for one app: each is opened with its own ticket; frames spread over
+/// them are acked on the connection they came on; a card callback whose ack is late is pushed
+/// again by the gateway on the sibling connection, runs its handler once, and both copies get
+/// the same ack, each on its own connection.
+pub async fn several_connections_share_dedup_and_ack_on_their_own(h: &dyn Harness) {
+    let sim = sim_with(SimConfig {
+        disconnect_grace: Duration::from_millis(400),
+        redeliver_after: Some(Duration::from_millis(300)),
+        ..SimConfig::default()
+    })
+    .await;
+    let spec = Arc::new(BotSpec {
+        gate: Gate::closed(),
+        tweaks: Tweaks {
+            connections: Some(2),
+            ..Tweaks::default()
+        },
+        ..BotSpec::default()
+    });
+    let bot = h.start(&sim.control(), creds(&sim), spec.clone());
+    sim.wait_connections(2, T).await.unwrap();
+    let snap = sim.snapshot();
+    assert_eq!(
+        snap.opens.len(),
+        2,
+        "{}: one open call per connection",
+        h.name()
+    );
+    assert_ne!(snap.conns[0].ticket, snap.conns[1].ticket, "{}", h.name());
+
+    let ids: Vec<String> = (0..4)
+        .map(|i| sim.bot_text(&format!("spread {i}"), Chat::Private))
+        .collect();
+    for id in &ids {
+        sim.wait_ack(id, T).await.unwrap();
+    }
+    let snap = sim.snapshot();
+    let mut used = std::collections::BTreeSet::new();
+    for id in &ids {
+        let sent = snap.sent.iter().find(|f| &f.message_id == id).unwrap();
+        let acks = snap.acks_for(id);
+        assert_eq!(acks.len(), 1, "{}", h.name());
+        assert_eq!(acks[0].conn, sent.conn, "{}: acked where it came", h.name());
+        used.insert(sent.conn);
+    }
+    assert_eq!(
+        used.len(),
+        2,
+        "{}: frames went over both connections",
+        h.name()
+    );
+
+    let id = sim.card_callback("track-multi", json!({"action": "like"}));
+    let snap = sim
+        .wait_for("a redelivery on the sibling", T, |s| {
+            s.redeliveries.iter().any(|r| r.message_id == id)
+        })
+        .await
+        .unwrap();
+    let redelivery = snap
+        .redeliveries
+        .iter()
+        .find(|r| r.message_id == id)
+        .unwrap()
+        .clone();
+    assert_ne!(redelivery.from, redelivery.to);
+    spec.gate.release();
+    let snap = sim
+        .wait_for("both copies acked", T, |s| s.acks_for(&id).len() >= 2)
+        .await
+        .unwrap();
+    let acks = snap.acks_for(&id);
+    let conns: std::collections::BTreeSet<u64> = acks.iter().map(|a| a.conn).collect();
+    assert!(
+        conns.contains(&redelivery.from) && conns.contains(&redelivery.to),
+        "{}: each copy acked on its own connection: {acks:?}",
+        h.name()
+    );
+    for a in &acks {
+        assert_eq!(
+            (a.code, &a.data),
+            (200, &json!({"response": card_response_json()}))
+        );
+    }
+    assert_eq!(
+        spec.seen.count("track-multi"),
+        1,
+        "{}: the handler ran once",
+        h.name()
+    );
+    bot.stop();
+    bot.join().await.unwrap();
+    no_violations(&sim.snapshot());
+}

@@ -38,6 +38,9 @@ pub fn apply_tweaks(t: &Tweaks, c: &mut StreamConfig) {
     if let Some(v) = t.handler_timeout {
         c.handler_timeout = v;
     }
+    if let Some(v) = t.connections {
+        c.connections = v;
+    }
 }
 
 struct Running {

@@ -59,6 +59,7 @@ macro_rules! surface {
                 .endpoints(Endpoints::single(&base))
                 .tls_config(tls)
                 .configure(|c| c.keepalive_idle = Duration::from_secs(30))
+                .connections(2)
                 .concurrency(8)
                 .http_timeout(Duration::from_secs(5))
                 .handler_timeout(Duration::from_secs(60))
@@ -73,6 +74,11 @@ macro_rules! surface {
             let builder = surface!(@handlers $($aw)*; builder, l1, l2);
             let client: Client = builder.build().unwrap();
             assert_eq!(client.config().max_in_flight, 8);
+            assert_eq!(client.config().connections, 2);
+            assert!(matches!(
+                Client::builder(credentials.clone()).connections(0).build(),
+                Err(Error::Config(_))
+            ));
             assert_eq!(client.config().handler_timeout, Duration::from_secs(60));
             assert!(client.proxies().https().is_some(), "the last proxy setting wins");
             let shown = format!("{:?}", Client::builder(credentials.clone()).proxy("http://u:SECRET@h:1"));

@@ -76,9 +76,10 @@ impl Session {
     pub(super) fn send(&mut self, conn: ConnId, text: String) {
         let alive = self
             .conns
-            .iter()
-            .any(|c| c.id == conn && !matches!(c.state, ConnState::Connecting { .. }));
-        if alive {
+            .iter_mut()
+            .find(|c| c.id == conn && !matches!(c.state, ConnState::Connecting { .. }));
+        if let Some(c) = alive {
+            c.acks += 1;
             self.stats.acks_sent += 1;
             self.out.push_back(Output::Send { conn, text });
         } else {

@@ -7,43 +7,57 @@ impl Session {
         self.conns.iter_mut().find(|c| c.id == id)
     }
 
-    pub(super) fn has_primary(&self) -> bool {
+    /// Whether `slot` has a connection that is not draining (connecting or open).
+    pub(super) fn has_primary(&self, slot: usize) -> bool {
         self.conns
             .iter()
-            .any(|c| !matches!(c.state, ConnState::Draining { .. }))
+            .any(|c| c.slot == slot && !matches!(c.state, ConnState::Draining { .. }))
     }
 
+    /// Sends the open request of every slot that is due one.
     pub(super) fn maybe_open(&mut self) {
-        if self.phase != Phase::Running || self.opening.is_some() || self.has_primary() {
+        for slot in 0..self.slots.len() {
+            self.maybe_open_slot(slot);
+        }
+    }
+
+    fn maybe_open_slot(&mut self, slot: usize) {
+        if self.phase != Phase::Running || self.has_primary(slot) {
             return;
         }
-        match self.next_open_at {
-            Some(at) if at <= self.now => {}
-            _ => return,
+        let now = self.now;
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if s.opening.is_some() || s.next_open_at.is_none_or(|at| at > now) {
+            return;
         }
-        self.next_open_at = None;
+        s.next_open_at = None;
         let request = match build_request(&self.open_call, &self.config.endpoints, None) {
             Ok(r) => r,
             Err(e) => {
                 // Validated in `new`; kept as a failed open rather than a panic.
-                self.open_failed(OpenError::InvalidResponse(e.to_string()));
+                self.open_failed(slot, OpenError::InvalidResponse(e.to_string()));
                 return;
             }
         };
         let id = RequestId(self.alloc_id());
-        self.opening = Some((id, super::later(self.now, self.config.open_timeout)));
+        let deadline = super::later(now, self.config.open_timeout);
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.opening = Some((id, deadline));
+        }
         self.stats.open_requests += 1;
         self.out.push_back(Output::Http { id, request });
     }
 
-    pub(super) fn take_opening(&mut self, id: RequestId) -> bool {
-        match self.opening {
-            Some((current, _)) if current == id => {
-                self.opening = None;
-                true
-            }
-            _ => false,
-        }
+    /// The slot whose open request `id` is, now answered; `None` for a request given up on.
+    pub(super) fn take_opening(&mut self, id: RequestId) -> Option<usize> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| matches!(s.opening, Some((current, _)) if current == id))?;
+        self.slots[slot].opening = None;
+        Some(slot)
     }
 
     pub(super) fn handle_http_response(
@@ -51,7 +65,10 @@ impl Session {
         id: RequestId,
         response: http::Response<Vec<u8>>,
     ) {
-        if !self.take_opening(id) || self.phase != Phase::Running {
+        let Some(slot) = self.take_opening(id) else {
+            return;
+        };
+        if self.phase != Phase::Running {
             return;
         }
         let status = response.status().as_u16();
@@ -66,6 +83,9 @@ impl Session {
                     *request.uri_mut() = uri;
                     self.conns.push(Conn {
                         id: conn,
+                        slot,
+                        frames: 0,
+                        acks: 0,
                         state: ConnState::Connecting {
                             deadline: super::later(self.now, self.config.connect_timeout),
                         },
@@ -74,7 +94,7 @@ impl Session {
                     });
                     self.out.push_back(Output::Connect { conn, request });
                 }
-                Err(e) => self.open_failed(e),
+                Err(e) => self.open_failed(slot, e),
             }
             return;
         }
@@ -92,50 +112,59 @@ impl Session {
             }));
             self.begin_stop();
         } else {
-            self.open_failed(OpenError::Status {
-                status,
-                code: body.code,
-                message: body.message,
-                request_id: body.request_id,
-            });
+            self.open_failed(
+                slot,
+                OpenError::Status {
+                    status,
+                    code: body.code,
+                    message: body.message,
+                    request_id: body.request_id,
+                },
+            );
         }
     }
 
-    pub(super) fn open_failed(&mut self, error: OpenError) {
+    pub(super) fn open_failed(&mut self, slot: usize, error: OpenError) {
         self.out
             .push_back(Output::Event(SessionEvent::OpenFailed { error }));
-        self.schedule_reconnect(false);
+        self.schedule_reconnect(slot, false);
     }
 
     /// Schedules the next open request after a failure: `base · 2ⁿ + jitter`, capped. The
     /// first reconnect after a lost connection (`after_loss`) comes at once (a random delay up
     /// to `first_reconnect_max`); the backoff starts with the attempt after it.
-    pub(super) fn schedule_reconnect(&mut self, after_loss: bool) {
-        if self.phase != Phase::Running
-            || self.opening.is_some()
-            || self.has_primary()
-            || self.next_open_at.is_some()
-        {
+    pub(super) fn schedule_reconnect(&mut self, slot: usize, after_loss: bool) {
+        if self.phase != Phase::Running || self.has_primary(slot) {
             return;
         }
-        let delay = if after_loss && self.attempt == 0 {
-            self.quick_reconnect_used = true;
+        let Some(s) = self.slots.get(slot) else {
+            return;
+        };
+        if s.opening.is_some() || s.next_open_at.is_some() {
+            return;
+        }
+        let (attempt, quick_used) = (s.attempt, s.quick_reconnect_used);
+        let mut quick = quick_used;
+        let delay = if after_loss && attempt == 0 {
+            quick = true;
             let max_ms =
                 u64::try_from(self.config.first_reconnect_max.as_millis()).unwrap_or(u64::MAX);
             Duration::from_millis(self.rng.u64(0..=max_ms)).min(self.config.backoff_max)
         } else {
-            let exponent = self
-                .attempt
-                .saturating_sub(u32::from(self.quick_reconnect_used));
-            self.backoff_delay(exponent)
+            self.backoff_delay(attempt.saturating_sub(u32::from(quick_used)))
         };
-        self.attempt = self.attempt.saturating_add(1);
+        let attempt = attempt.saturating_add(1);
         // Saturating: a delay from the configuration (`Duration::MAX`-like values) never panics.
-        self.next_open_at = Some(super::later(self.now, delay));
+        let at = super::later(self.now, delay);
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.quick_reconnect_used = quick;
+            s.attempt = attempt;
+            s.next_open_at = Some(at);
+        }
         self.out
             .push_back(Output::Event(SessionEvent::ReconnectScheduled {
                 after: delay,
-                attempt: self.attempt,
+                attempt,
             }));
     }
 
@@ -178,7 +207,7 @@ impl Session {
         }
         self.out
             .push_back(Output::Event(SessionEvent::ConnectionLost { conn, reason }));
-        self.schedule_reconnect(true);
+        self.schedule_reconnect(c.slot, true);
     }
 
     /// Closes a connection the session gave up on and schedules a replacement.
@@ -192,7 +221,7 @@ impl Session {
                         conn,
                         reason: reason.to_owned(),
                     }));
-                self.schedule_reconnect(true);
+                self.schedule_reconnect(c.slot, true);
             }
         }
     }

@@ -176,3 +176,29 @@ pub struct Stats {
     /// Open-connection requests sent.
     pub open_requests: u64,
 }
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnPhase {
+    /// The WebSocket handshake is under way.
+    Connecting,
+    /// Receiving frames.
+    Open,
+    /// DingTalk asked it to `disconnect`: it finishes its acks while its replacement takes over.
+    Draining,
+}
+
+/// Counters of one connection ([`Session::connection_stats`](super::Session::connection_stats)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnStats {
+    /// The connection.
+    pub conn: super::ConnId,
+    /// Which of the app's connections (`0..connections`) it serves.
+    pub slot: usize,
+    /// Where it is in its life.
+    pub state: ConnPhase,
+    /// Text frames read from it.
+    pub frames_received: u64,
+    /// Acks and pongs written to it.
+    pub acks_sent: u64,
+}

@@ -11,6 +11,8 @@ impl Session {
         };
         c.last_rx = now;
         c.ping_deadline = None;
+        c.frames += 1;
+        let slot = c.slot;
         if matches!(c.state, ConnState::Connecting { .. }) {
             // A frame proves the handshake completed even if `Connected` was not reported.
             c.state = ConnState::Open;
@@ -18,8 +20,10 @@ impl Session {
         self.stats.frames_received += 1;
         match Frame::parse_shared(text, &self.config.limits, &mut self.interner) {
             Ok(frame) => {
-                self.attempt = 0;
-                self.quick_reconnect_used = false;
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.attempt = 0;
+                    s.quick_reconnect_used = false;
+                }
                 match frame.kind {
                     FrameType::System => self.handle_system(conn, frame),
                     FrameType::Event | FrameType::Callback => self.handle_data(conn, frame),
@@ -59,6 +63,7 @@ impl Session {
                 }
                 c.state = ConnState::Draining { deadline };
                 c.ping_deadline = None;
+                let slot = c.slot;
                 #[derive(Deserialize)]
                 struct Reason {
                     reason: Option<String>,
@@ -67,8 +72,12 @@ impl Session {
                 self.out
                     .push_back(Output::Event(SessionEvent::Draining { conn, reason }));
                 // Make-before-break: open the replacement now, without backoff.
-                if self.phase == Phase::Running && self.opening.is_none() {
-                    self.next_open_at = Some(self.now);
+                let running = self.phase == Phase::Running;
+                let now = self.now;
+                if let Some(s) = self.slots.get_mut(slot) {
+                    if running && s.opening.is_none() {
+                        s.next_open_at = Some(now);
+                    }
                 }
             }
             other => {

@@ -38,8 +38,10 @@ impl Session {
         self.phase = Phase::Stopping {
             deadline: super::later(self.now, self.config.stop_timeout),
         };
-        self.next_open_at = None;
-        self.opening = None;
+        for slot in &mut self.slots {
+            slot.next_open_at = None;
+            slot.opening = None;
+        }
         let connecting: Vec<ConnId> = self
             .conns
             .iter()

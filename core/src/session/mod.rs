@@ -38,7 +38,7 @@ mod timers;
 mod types;
 
 pub use connections::connect_uri;
-pub use events::{SessionEvent, Stats};
+pub use events::{ConnPhase, ConnStats, SessionEvent, Stats};
 pub use types::{ConnId, Delivery, DeliveryId, EventAck, Input, Outcome, Output, RequestId};
 
 use std::cmp::Reverse;
@@ -68,7 +68,13 @@ enum ConnState {
 #[derive(Debug)]
 struct Conn {
     id: ConnId,
+    /// Which of the app's `connections` this one serves (its replacement takes the same slot).
+    slot: usize,
     state: ConnState,
+    /// Text frames read from it.
+    frames: u64,
+    /// Acks and pongs written to it.
+    acks: u64,
     last_rx: Instant,
     ping_deadline: Option<Instant>,
 }
@@ -105,6 +111,17 @@ enum Phase {
     Done,
 }
 
+/// One of the app's `connections`: its own open request, backoff and quick-reconnect budget.
+/// A slot holds at most one connection that is not draining.
+#[derive(Debug, Clone)]
+struct Slot {
+    opening: Option<(RequestId, Instant)>,
+    next_open_at: Option<Instant>,
+    attempt: u32,
+    /// The quick first reconnect was used since the slot's last frame.
+    quick_reconnect_used: bool,
+}
+
 /// Most duplicate copies that may wait for one in-flight message; more are left unacked.
 const MAX_WAITERS: usize = 16;
 /// Slack over `max_queued` for frames the adapter had already read when told to pause.
@@ -122,11 +139,7 @@ pub struct Session {
     phase: Phase,
     out: VecDeque<Output>,
     next_id: u64,
-    opening: Option<(RequestId, Instant)>,
-    next_open_at: Option<Instant>,
-    attempt: u32,
-    /// The quick first reconnect was used since the last frame.
-    quick_reconnect_used: bool,
+    slots: Vec<Slot>,
     rng: fastrand::Rng,
     conns: Vec<Conn>,
     inflight: HashMap<Arc<str>, InFlight, FixedState>,
@@ -150,9 +163,7 @@ impl fmt::Debug for Session {
             .field("config", &self.config)
             .field("phase", &self.phase)
             .field("conns", &self.conns)
-            .field("opening", &self.opening)
-            .field("next_open_at", &self.next_open_at)
-            .field("attempt", &self.attempt)
+            .field("slots", &self.slots)
             .field("in_flight", &self.running)
             .field("queued", &self.queue.len())
             .field("reading_paused", &self.reading_paused)
@@ -196,6 +207,12 @@ impl Session {
                 s.topic
             )));
         }
+        if config.connections == 0 || config.connections > crate::config::MAX_CONNECTIONS {
+            return Err(Error::InvalidConfig(format!(
+                "connections must be between 1 and {}",
+                crate::config::MAX_CONNECTIONS
+            )));
+        }
         if config.max_in_flight == 0 {
             return Err(Error::InvalidConfig(
                 "max_in_flight must be at least 1".into(),
@@ -205,6 +222,17 @@ impl Session {
         let dedup = DedupCache::with_seed(config.dedup_capacity, config.dedup_ttl, seed)
             .with_max_bytes(config.dedup_max_bytes);
         let rng = fastrand::Rng::with_seed(seed);
+        // Every slot opens at once; their connections share the dedup cache and the in-flight
+        // table, so a frame redelivered to a sibling connection reaches its handler once.
+        let slots = vec![
+            Slot {
+                opening: None,
+                next_open_at: Some(now),
+                attempt: 0,
+                quick_reconnect_used: false,
+            };
+            config.connections
+        ];
         let mut session = Self {
             config,
             open_call,
@@ -212,10 +240,7 @@ impl Session {
             phase: Phase::Running,
             out: VecDeque::new(),
             next_id: 1,
-            opening: None,
-            next_open_at: Some(now),
-            attempt: 0,
-            quick_reconnect_used: false,
+            slots,
             rng,
             conns: Vec::new(),
             inflight: HashMap::with_hasher(FixedState::with_seed(seed)),
@@ -264,6 +289,24 @@ impl Session {
         self.conns.iter().map(|c| c.id).collect()
     }
 
+    /// Per-connection counters of the connections alive now, in the order they were opened.
+    pub fn connection_stats(&self) -> Vec<ConnStats> {
+        self.conns
+            .iter()
+            .map(|c| ConnStats {
+                conn: c.id,
+                slot: c.slot,
+                state: match c.state {
+                    ConnState::Connecting { .. } => ConnPhase::Connecting,
+                    ConnState::Open => ConnPhase::Open,
+                    ConnState::Draining { .. } => ConnPhase::Draining,
+                },
+                frames_received: c.frames,
+                acks_sent: c.acks,
+            })
+            .collect()
+    }
+
     // ---- inputs --------------------------------------------------------------------------
 
     /// Feeds one input at time `now`. Afterwards drain [`Session::poll_output`].
@@ -274,8 +317,8 @@ impl Session {
         match input {
             Input::HttpResponse { id, response } => self.handle_http_response(id, response),
             Input::HttpFailed { id, reason } => {
-                if self.take_opening(id) {
-                    self.open_failed(OpenError::Transport(reason));
+                if let Some(slot) = self.take_opening(id) {
+                    self.open_failed(slot, OpenError::Transport(reason));
                 }
             }
             Input::Connected { conn } => self.handle_connected(conn),
@@ -320,13 +363,11 @@ impl Session {
                 t = x;
             }
         };
-        if self.opening.is_none() {
-            if let Some(x) = self.next_open_at {
-                consider(x);
+        for slot in &self.slots {
+            match (slot.opening, slot.next_open_at) {
+                (Some((_, d)), _) | (None, Some(d)) => consider(d),
+                (None, None) => {}
             }
-        }
-        if let Some((_, d)) = self.opening {
-            consider(d);
         }
         for c in &self.conns {
             match c.state {

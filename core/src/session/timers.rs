@@ -6,10 +6,12 @@ use super::*;
 impl Session {
     pub(super) fn fire_timers(&mut self) {
         let now = self.now;
-        if let Some((_, deadline)) = self.opening {
-            if deadline <= now {
-                self.opening = None;
-                self.open_failed(OpenError::Timeout);
+        for i in 0..self.slots.len() {
+            if let Some((_, deadline)) = self.slots[i].opening {
+                if deadline <= now {
+                    self.slots[i].opening = None;
+                    self.open_failed(i, OpenError::Timeout);
+                }
             }
         }
         let mut dead: Vec<(ConnId, &'static str)> = Vec::new();
