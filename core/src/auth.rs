@@ -132,6 +132,8 @@ pub struct TokenCache {
     endpoints: Endpoints,
     token: Option<(String, Instant)>,
     refreshing: bool,
+    /// The last token DingTalk refused (a shared copy of it is not adopted).
+    rejected: Option<String>,
 }
 
 impl fmt::Debug for TokenCache {
@@ -151,6 +153,7 @@ impl TokenCache {
             endpoints,
             token: None,
             refreshing: false,
+            rejected: None,
         }
     }
 
@@ -210,6 +213,40 @@ impl TokenCache {
         if matches!(&self.token, Some((t, _)) if t == token) {
             self.token = None;
         }
+        self.rejected = Some(token.to_owned());
+    }
+
+    /// The last token DingTalk refused, if any.
+    pub fn rejected(&self) -> Option<&str> {
+        self.rejected.as_deref()
+    }
+
+    /// Takes a token another replica refreshed (see [`crate::store::read_shared_token`]),
+    /// fresh for `fresh_for`; ends the refresh this cache started.
+    pub fn adopt(&mut self, token: String, fresh_for: Duration, now: Instant) {
+        self.refreshing = false;
+        let refresh_at = now.checked_add(fresh_for).unwrap_or(now);
+        self.token = Some((token, refresh_at));
+    }
+
+    /// How long the cached token stays fresh after `now` (`None`: no fresh token).
+    pub fn fresh_for(&self, now: Instant) -> Option<Duration> {
+        let (_, refresh_at) = self.token.as_ref()?;
+        refresh_at
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The cached token as a shared value ([`crate::store::shared_token`]), if it is fresh at
+    /// `now` (`now_unix_ms` is the same moment on the wall clock).
+    pub fn shareable(&self, now: Instant, now_unix_ms: i64) -> Option<String> {
+        let (t, refresh_at) = self.token.as_ref()?;
+        let left = refresh_at.checked_duration_since(now)?;
+        let left_ms = i64::try_from(left.as_millis()).ok()?;
+        Some(crate::store::shared_token(
+            t,
+            now_unix_ms.saturating_add(left_ms),
+        ))
     }
 
     /// Whether `error` should make the adapter invalidate the token and retry once.

@@ -27,6 +27,7 @@ pub struct ApiClient<H> {
     tokens: Arc<Tokens>,
     retry: RetryPolicy,
     robot_code: Arc<str>,
+    shared: Option<Arc<crate::store::SharedState>>,
 }
 
 impl<H: Clone> Clone for ApiClient<H> {
@@ -37,6 +38,7 @@ impl<H: Clone> Clone for ApiClient<H> {
             tokens: self.tokens.clone(),
             retry: self.retry,
             robot_code: self.robot_code.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -90,7 +92,30 @@ impl<H: HttpClient> ApiClient<H> {
             endpoints: Arc::new(endpoints),
             retry,
             robot_code,
+            shared: None,
         }
+    }
+
+    /// Shares the access token with the other replicas through `store`: one refresh at a time
+    /// across processes, the others read the fresh token (see [`dingtalk_core::store`]).
+    #[must_use]
+    pub fn with_state_store(
+        self,
+        store: Arc<dyn crate::StateStore>,
+        config: dingtalk_core::store::StoreConfig,
+    ) -> Self {
+        let client_id = self.robot_code.clone();
+        self.with_shared_state(Some(Arc::new(crate::store::SharedState::new(
+            store, config, &client_id,
+        ))))
+    }
+
+    pub(crate) fn with_shared_state(
+        mut self,
+        shared: Option<Arc<crate::store::SharedState>>,
+    ) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// The same client (token cache shared) over another HTTP client.
@@ -101,6 +126,7 @@ impl<H: HttpClient> ApiClient<H> {
             tokens: self.tokens.clone(),
             retry: self.retry,
             robot_code: self.robot_code.clone(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -203,6 +229,18 @@ impl<H: HttpClient> ApiClient<H> {
                 tokens: &self.tokens,
                 done: false,
             };
+            let mut locked = false;
+            if let Some(shared) = &self.shared {
+                let rejected = self.lock().rejected().map(str::to_owned);
+                match shared.before_refresh(&self.http, rejected).await {
+                    crate::store::SharedToken::Found(token, fresh_for) => {
+                        self.lock().adopt(token, fresh_for, Instant::now());
+                        guard.done = true;
+                        continue;
+                    }
+                    crate::store::SharedToken::Refresh { locked: l } => locked = l,
+                }
+            }
             let result = self.http.send(request).await;
             let outcome = match result {
                 Ok(response) => self
@@ -216,6 +254,18 @@ impl<H: HttpClient> ApiClient<H> {
             };
             guard.done = true;
             drop(guard);
+            if let Some(shared) = &self.shared {
+                let value = if outcome.is_ok() {
+                    let now = Instant::now();
+                    let cache = self.lock();
+                    cache
+                        .shareable(now, crate::unix_ms())
+                        .zip(cache.fresh_for(now))
+                } else {
+                    None
+                };
+                shared.after_refresh(&self.http, value, locked).await;
+            }
             outcome?;
         }
     }

@@ -124,6 +124,10 @@ pub struct ClientBuilder<R: Runtime> {
     http_timeout: Duration,
     retry: RetryPolicy,
     proxy: ProxyChoice,
+    state: Option<(
+        Arc<dyn crate::StateStore>,
+        dingtalk_core::store::StoreConfig,
+    )>,
 }
 
 impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
@@ -147,7 +151,24 @@ impl<R: Runtime> ClientBuilder<R> {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             retry: RetryPolicy::default(),
             proxy: ProxyChoice::Env,
+            state: None,
         }
+    }
+
+    /// Shares state with the other replicas of this app through `store` (Redis with the
+    /// `redis` feature): a message is handled once across replicas and a redelivered copy gets
+    /// the recorded ack, and one replica at a time refreshes the access token for all. See
+    /// [`dingtalk_core::store`] for the keys, TTLs and what happens when the store fails
+    /// ([`OnStoreError`](dingtalk_core::store::OnStoreError): fail open by default; a frame is
+    /// never lost or blocked).
+    #[must_use]
+    pub fn state_store(
+        mut self,
+        store: Arc<dyn crate::StateStore>,
+        config: dingtalk_core::store::StoreConfig,
+    ) -> Self {
+        self.state = Some((store, config));
+        self
     }
 
     /// Sends the WebSocket and every HTTP call through this `http://` proxy
@@ -336,12 +357,20 @@ impl<R: Runtime> ClientBuilder<R> {
         let http = R::Http::new(
             &HttpSettings::new(tls.clone(), self.http_timeout).proxies(proxies.clone()),
         )?;
+        let state = self.state.map(|(store, config)| {
+            Arc::new(crate::store::SharedState::new(
+                store,
+                config,
+                self.config.credentials.client_id(),
+            ))
+        });
         let api = ApiClient::with_http(
             http,
             self.config.credentials.clone(),
             self.config.endpoints.clone(),
             self.retry,
-        );
+        )
+        .with_shared_state(state.clone());
         Ok(Client {
             shared: Arc::new(Shared {
                 rt: R::default(),
@@ -349,6 +378,7 @@ impl<R: Runtime> ClientBuilder<R> {
                 tls,
                 proxies,
                 api,
+                state,
                 handlers: self.handlers,
                 stop: Arc::new(StopSignal::default()),
                 running: AtomicBool::new(false),
@@ -364,6 +394,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) proxies: Proxies,
     pub(crate) api: ApiClient<R::Http>,
+    pub(crate) state: Option<Arc<crate::store::SharedState>>,
     pub(crate) handlers: Handlers<R::Http>,
     pub(crate) stop: Arc<StopSignal>,
     running: AtomicBool,
@@ -506,7 +537,7 @@ impl Drop for Running<'_> {
 
 /// The session's seed (backoff jitter): wall-clock nanoseconds mixed with the process id, so
 /// replicas started together do not reconnect in step.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -255,7 +255,24 @@ impl<R: Runtime> Driver<R> {
             self.ready.push((id, Outcome::Failed("no handler".into())));
             return;
         };
-        let mut call = handler(delivery.frame, self.shared.api.clone());
+        let mut call = match &self.shared.state {
+            None => handler(delivery.frame, self.shared.api.clone()),
+            Some(state) => {
+                let policy = self
+                    .shared
+                    .config
+                    .subscriptions
+                    .get(delivery.route.0)
+                    .map_or(dingtalk_core::AckPolicy::Immediate, |s| s.ack);
+                crate::store::guarded(
+                    state.clone(),
+                    policy,
+                    delivery.frame,
+                    handler,
+                    self.shared.api.clone(),
+                )
+            }
+        };
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut cx))) {
             Ok(Poll::Ready(outcome)) => self.ready.push((id, outcome)),

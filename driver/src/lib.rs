@@ -35,7 +35,10 @@ mod client;
 mod context;
 mod driver;
 mod handler;
+#[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
+mod redis;
 pub mod runtime;
+mod store;
 mod tls;
 
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
@@ -45,5 +48,9 @@ pub use dingtalk_core;
 pub use dingtalk_core::EventAck;
 pub use dingtalk_core::api::retry::RetryPolicy;
 pub use dingtalk_core::error::ClientError;
+pub use dingtalk_core::store::{OnStoreError, StoreConfig};
 pub use handler::{Handler, HandlerError};
+#[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
+pub use redis::RedisStore;
+pub use store::{StateStore, StoreError};
 pub use tls::default_tls_config;

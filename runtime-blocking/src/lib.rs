@@ -66,10 +66,13 @@ use serde_json::Value;
 
 pub use dingtalk_core;
 pub use dingtalk_driver;
+#[cfg(feature = "redis")]
+pub use dingtalk_driver::RedisStore;
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
+pub use dingtalk_driver::{OnStoreError, StateStore, StoreConfig, StoreError};
 
 type Inner = dingtalk_driver::Client<AsyncIo>;
 type InnerApi = dingtalk_driver::ApiClient<Ureq>;
@@ -333,6 +336,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn proxies(self, proxies: dingtalk_core::proxy::Proxies) -> Self {
         self.map(|b| b.proxies(proxies))
+    }
+
+    /// Shares state with the other replicas of this app through `store` (see
+    /// [`dingtalk_driver::ClientBuilder::state_store`]). The store's commands run on the
+    /// client's thread, in its async-io loop.
+    #[must_use]
+    pub fn state_store(self, store: Arc<dyn StateStore>, config: StoreConfig) -> Self {
+        self.map(|b| b.state_store(store, config))
     }
 
     /// Connects directly, whatever `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` say.

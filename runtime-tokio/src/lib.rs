@@ -67,10 +67,13 @@ use dingtalk_driver::runtime::{Reqwest, Tokio};
 
 pub use dingtalk_core;
 pub use dingtalk_driver;
+#[cfg(feature = "redis")]
+pub use dingtalk_driver::RedisStore;
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
+pub use dingtalk_driver::{OnStoreError, StateStore, StoreConfig, StoreError};
 
 /// A DingTalk Stream client on tokio; see [`dingtalk_driver::Client`] for its methods.
 pub type Client = dingtalk_driver::Client<Tokio>;

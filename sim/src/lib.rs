@@ -328,6 +328,8 @@ struct State {
     /// Data frames not acked yet, by message id: text, connection, when pushed, copies pushed
     /// again (only with [`SimConfig::redeliver_after`]).
     unacked: HashMap<String, (String, u64, Instant, u32)>,
+    /// The text of every data frame pushed, by message id (not kept in bench mode).
+    texts: HashMap<String, String>,
 }
 
 impl State {
@@ -542,6 +544,34 @@ impl Control {
         self.push_raw_to(conn, text)
     }
 
+    /// Pushes the frame `message_id` (pushed before) again on connection `conn`, as DingTalk
+    /// redelivers a message to another connection, possibly of another process. Returns
+    /// `conn`, or `None` when the frame is unknown or the connection closed.
+    pub fn redeliver_to(&self, message_id: &str, conn: u64) -> Option<u64> {
+        let (text, from) = {
+            let st = self.shared.lock();
+            let text = st.texts.get(message_id)?.clone();
+            let from = st
+                .snap
+                .sent
+                .iter()
+                .rev()
+                .find(|f| f.message_id == message_id)
+                .map_or(0, |f| f.conn);
+            (text, from)
+        };
+        self.push_raw_to(conn, text)?;
+        let mut st = self.shared.lock();
+        st.snap.redeliveries.push(Redelivery {
+            message_id: message_id.to_owned(),
+            from,
+            to: conn,
+        });
+        drop(st);
+        self.shared.changed();
+        Some(conn)
+    }
+
     /// Pushes again every data frame un-acked for [`SimConfig::redeliver_after`], on another
     /// live connection when there is one.
     fn redeliver_due(&self) {
@@ -605,6 +635,9 @@ impl Control {
                     .entry((conn, id.clone()))
                     .and_modify(|e| e.2 += 1)
                     .or_insert((kind.clone(), topic.clone(), 1));
+            }
+            if !id.is_empty() && kind != "SYSTEM" && !self.shared.config.bench_mode {
+                st.texts.insert(id.clone(), text.clone());
             }
             if !id.is_empty() && kind != "SYSTEM" && self.shared.config.redeliver_after.is_some() {
                 let copies = st.unacked.get(&id).map_or(0, |e| e.3);

@@ -156,3 +156,72 @@ impl Drop for TinyProxy {
         let _ = self.child.wait();
     }
 }
+
+/// A running `redis-server` on 127.0.0.1 (no persistence), killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    _dir: TempDir,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub fn start() -> Result<Self, String> {
+        let binary = ["/usr/bin/redis-server", "/usr/sbin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or(
+                "redis-server is not installed: `apt-get install -y redis-server` (.ci/run does it)",
+            )?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let dir = TempDir::new("redis");
+            let port = free_port();
+            let mut child = Command::new(binary)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&dir.0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run {binary}: {e}"))?;
+            match wait_listening(port, &mut child, "redis-server") {
+                Ok(()) => {
+                    return Ok(Self {
+                        child: Some(child),
+                        _dir: dir,
+                        port,
+                    });
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,355 @@
+//! State shared by the replicas of one app through a key-value store (Redis): which replica
+//! handles a message, the ack it recorded, and the access token. The decisions live here (keys,
+//! values, TTLs, what a value means, what to do when the store fails); the driver runs the
+//! store commands and waits.
+//!
+//! # Messages
+//!
+//! Before a handler runs, the replica claims the message: `SET key "p:<owner>" NX PX claim_ttl`
+//! (one round trip, `GET` returns what was there). Then, by what it finds ([`Claim`]):
+//!
+//! * nothing: the claim is its own; it runs the handler, then records the outcome
+//!   (`SET key "d:<outcome>" PX record_ttl`), or, for a failed outcome, releases the claim so a
+//!   redelivery runs the handler again;
+//! * a recorded outcome: the handler already ran on some replica; the same outcome (and so the
+//!   same ack) is returned without running it;
+//! * a claim of another replica: for a frame acked on arrival (bot messages) the handler is not
+//!   run (the other replica runs it); for a frame acked after its handler, the replica waits up
+//!   to [`StoreConfig::wait_for_other`] for the recorded outcome, and failing that answers
+//!   [`Outcome::Later`] (DingTalk delivers again later and finds the record).
+//!
+//! When the store fails (unreachable, slow past [`StoreConfig::op_timeout`], a value it cannot
+//! read), nothing is lost or blocked: with [`OnStoreError::FailOpen`] (the default) the
+//! replica handles the frame with its own, per-process deduplication; with
+//! [`OnStoreError::FailClosed`] a frame acked after its handler is answered `Later` so DingTalk
+//! redelivers it, and a frame already acked on arrival is still handled (refusing it would
+//! lose it).
+//!
+//! # The access token
+//!
+//! A replica that needs a fresh token reads the shared one first; if there is none it takes a
+//! lock (`SET lock <owner> NX PX token_lock_ttl`), refreshes, publishes the token with its
+//! refresh time (wall clock, comparable across machines), and releases the lock. A replica that
+//! finds the lock taken polls the shared token until the lock's TTL, then refreshes itself.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::Outcome;
+use crate::topic::AckPolicy;
+
+/// What a replica does with a frame when the store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreError {
+    /// Handle it with per-process state only (a duplicate on another replica may run twice).
+    #[default]
+    FailOpen,
+    /// Answer `Later` to frames acked after their handler so DingTalk redelivers them; frames
+    /// already acked on arrival are still handled.
+    FailClosed,
+}
+
+/// How the shared state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// First part of every key (default `dingtalk`).
+    pub prefix: String,
+    /// How long a claim holds while its handler runs (default 11 min: past the default
+    /// handler timeout, so a crashed replica's claim expires and a redelivery runs again).
+    pub claim_ttl: Duration,
+    /// How long a recorded outcome is kept to answer redeliveries (default 24 h).
+    pub record_ttl: Duration,
+    /// How long a duplicate waits for the replica that claimed it (default 5 s).
+    pub wait_for_other: Duration,
+    /// Pause between two looks at another replica's claim or token lock (default 50 ms).
+    pub poll_every: Duration,
+    /// Longest one store command may take before it counts as a failure (default 1 s).
+    pub op_timeout: Duration,
+    /// How long the token-refresh lock holds (default 10 s).
+    pub token_lock_ttl: Duration,
+    /// After a failed command, how long the store is not asked again (every frame goes
+    /// straight to [`StoreConfig::on_error`]'s way; default 5 s), so a down store costs each
+    /// frame nothing rather than a timeout.
+    pub retry_after_failure: Duration,
+    /// What to do when the store fails.
+    pub on_error: OnStoreError,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "dingtalk".into(),
+            claim_ttl: Duration::from_secs(660),
+            record_ttl: Duration::from_secs(24 * 3600),
+            wait_for_other: Duration::from_secs(5),
+            poll_every: Duration::from_millis(50),
+            op_timeout: Duration::from_secs(1),
+            token_lock_ttl: Duration::from_secs(10),
+            retry_after_failure: Duration::from_secs(5),
+            on_error: OnStoreError::FailOpen,
+        }
+    }
+}
+
+/// The keys of one app (`<prefix>:<client id>:…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    /// The keys of the app `client_id`.
+    pub fn new(config: &StoreConfig, client_id: &str) -> Self {
+        Self {
+            base: format!("{}:{}", config.prefix, hex(&digest(client_id)[..8])),
+        }
+    }
+
+    /// The claim / record of one message. The id comes from the network: it is hashed, so a
+    /// key has a fixed size and no odd characters.
+    pub fn message(&self, message_id: &str) -> String {
+        format!("{}:msg:{}", self.base, hex(&digest(message_id)[..16]))
+    }
+
+    /// The shared access token.
+    pub fn token(&self) -> String {
+        format!("{}:token", self.base)
+    }
+
+    /// The lock of a token refresh.
+    pub fn token_lock(&self) -> String {
+        format!("{}:token-lock", self.base)
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of a claim in progress.
+pub fn in_progress(owner: &str) -> String {
+    format!("p:{owner}")
+}
+
+/// The value recording `outcome`, or `None` when it must not be recorded (a failure or a
+/// `Later`: a redelivery should run the handler again).
+pub fn recorded(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Ok(v) => Some(format!("d:{v}")),
+        Outcome::Later | Outcome::Failed(_) => None,
+    }
+}
+
+/// What a replica found when it claimed a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Nothing was there: the claim is this replica's.
+    Mine,
+    /// Another replica (named) is handling it.
+    Elsewhere(String),
+    /// It was handled: this is the outcome to answer with.
+    Done(Outcome),
+    /// A value this version cannot read.
+    Unreadable,
+}
+
+/// Reads the previous value returned by the claim (`None`: there was none).
+pub fn read_claim(previous: Option<&str>) -> Claim {
+    match previous {
+        None => Claim::Mine,
+        Some(v) => {
+            if let Some(owner) = v.strip_prefix("p:") {
+                Claim::Elsewhere(owner.to_owned())
+            } else if let Some(json) = v.strip_prefix("d:") {
+                serde_json::from_str(json)
+                    .map_or(Claim::Unreadable, |v| Claim::Done(Outcome::Ok(v)))
+            } else {
+                Claim::Unreadable
+            }
+        }
+    }
+}
+
+/// What to do with a frame whose claim is held by another replica.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elsewhere {
+    /// Do not run the handler; answer this now.
+    Answer(Outcome),
+    /// Look again at the claim (until [`StoreConfig::wait_for_other`] has passed).
+    Wait,
+}
+
+/// The decision for a frame of `policy` claimed elsewhere, `waited` after the first look.
+pub fn claimed_elsewhere(policy: AckPolicy, waited: Duration, config: &StoreConfig) -> Elsewhere {
+    match policy {
+        // Already acked `{"response": null}`: the other replica runs the handler.
+        AckPolicy::Immediate => Elsewhere::Answer(Outcome::done()),
+        AckPolicy::AfterHandler { .. } if waited < config.wait_for_other => Elsewhere::Wait,
+        AckPolicy::AfterHandler { .. } => Elsewhere::Answer(Outcome::Later),
+    }
+}
+
+/// What to do with a frame when the store failed (or answered a value it cannot read).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnError {
+    /// Run the handler with per-process state only.
+    HandleLocally,
+    /// Do not run it; answer this (DingTalk redelivers it).
+    Answer(Outcome),
+}
+
+/// The decision for a frame of `policy` when the store failed.
+pub fn on_store_error(policy: AckPolicy, config: &StoreConfig) -> OnError {
+    match (config.on_error, policy) {
+        (OnStoreError::FailClosed, AckPolicy::AfterHandler { .. }) => {
+            OnError::Answer(Outcome::Later)
+        }
+        // Fail open, or a frame acked on arrival: refusing it would lose it.
+        _ => OnError::HandleLocally,
+    }
+}
+
+/// The shared token value: the token and when to refresh it (Unix milliseconds).
+pub fn shared_token(token: &str, refresh_at_unix_ms: i64) -> String {
+    serde_json::json!({"t": token, "r": refresh_at_unix_ms}).to_string()
+}
+
+/// Reads a shared token value: the token and how long it stays fresh, if it is still fresh at
+/// `now_unix_ms` and is not `rejected` (a token DingTalk refused, which another replica may not
+/// have replaced yet).
+pub fn read_shared_token(
+    value: &str,
+    now_unix_ms: i64,
+    rejected: Option<&str>,
+) -> Option<(String, Duration)> {
+    #[derive(serde::Deserialize)]
+    struct Shared {
+        t: String,
+        r: i64,
+    }
+    let s: Shared = serde_json::from_str(value).ok()?;
+    if s.t.is_empty() || Some(s.t.as_str()) == rejected || s.r <= now_unix_ms {
+        return None;
+    }
+    let fresh_for = Duration::from_millis(u64::try_from(s.r.saturating_sub(now_unix_ms)).ok()?);
+    // A value claiming more than a token can live is not believed.
+    (fresh_for <= crate::auth::MAX_TOKEN_LIFETIME).then_some((s.t, fresh_for))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests abort on failure
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_per_app_and_bounded_whatever_the_message_id() {
+        let c = StoreConfig::default();
+        let a = Keys::new(&c, "app-a");
+        let b = Keys::new(&c, "app-b");
+        assert_ne!(a.message("m1"), b.message("m1"));
+        assert_ne!(a.message("m1"), a.message("m2"));
+        assert_eq!(
+            a.message("m1"),
+            Keys::new(&c, "app-a").message("m1"),
+            "stable"
+        );
+        let long = "x".repeat(10_000);
+        assert_eq!(a.message(&long).len(), a.message("m").len());
+        assert!(a.message("a b\r\n*").bytes().all(|b| b.is_ascii_graphic()));
+        assert!(a.token().starts_with("dingtalk:") && a.token_lock() != a.token());
+    }
+
+    #[test]
+    fn a_claim_is_read_back_as_what_it_records() {
+        assert_eq!(read_claim(None), Claim::Mine);
+        assert_eq!(
+            read_claim(Some(&in_progress("host-1"))),
+            Claim::Elsewhere("host-1".into())
+        );
+        let done = Outcome::Ok(json!({"cardData": {"x": "1"}}));
+        assert_eq!(read_claim(recorded(&done).as_deref()), Claim::Done(done));
+        assert_eq!(
+            read_claim(recorded(&Outcome::done()).as_deref()),
+            Claim::Done(Outcome::done())
+        );
+        assert_eq!(recorded(&Outcome::Later), None);
+        assert_eq!(recorded(&Outcome::Failed("x".into())), None);
+        assert_eq!(read_claim(Some("garbage")), Claim::Unreadable);
+        assert_eq!(read_claim(Some("d:{not json")), Claim::Unreadable);
+    }
+
+    #[test]
+    fn a_claim_held_elsewhere_is_waited_for_only_when_the_ack_waits_too() {
+        let c = StoreConfig::default();
+        let after = AckPolicy::AfterHandler {
+            timeout: Duration::from_secs(60),
+        };
+        assert_eq!(
+            claimed_elsewhere(AckPolicy::Immediate, Duration::ZERO, &c),
+            Elsewhere::Answer(Outcome::done())
+        );
+        assert_eq!(
+            claimed_elsewhere(after, Duration::ZERO, &c),
+            Elsewhere::Wait
+        );
+        assert_eq!(
+            claimed_elsewhere(after, c.wait_for_other, &c),
+            Elsewhere::Answer(Outcome::Later)
+        );
+    }
+
+    #[test]
+    fn a_failed_store_never_loses_a_frame() {
+        let after = AckPolicy::AfterHandler {
+            timeout: Duration::from_secs(60),
+        };
+        let open = StoreConfig::default();
+        let closed = StoreConfig {
+            on_error: OnStoreError::FailClosed,
+            ..StoreConfig::default()
+        };
+        assert_eq!(on_store_error(after, &open), OnError::HandleLocally);
+        assert_eq!(
+            on_store_error(AckPolicy::Immediate, &open),
+            OnError::HandleLocally
+        );
+        assert_eq!(
+            on_store_error(after, &closed),
+            OnError::Answer(Outcome::Later)
+        );
+        assert_eq!(
+            on_store_error(AckPolicy::Immediate, &closed),
+            OnError::HandleLocally,
+            "acked on arrival: refusing it would lose it"
+        );
+    }
+
+    #[test]
+    fn a_shared_token_is_used_only_while_fresh_and_not_rejected() {
+        let v = shared_token("tok-1", 10_000);
+        assert_eq!(
+            read_shared_token(&v, 4_000, None),
+            Some(("tok-1".into(), Duration::from_millis(6_000)))
+        );
+        assert_eq!(read_shared_token(&v, 10_000, None), None, "stale");
+        assert_eq!(
+            read_shared_token(&v, 4_000, Some("tok-1")),
+            None,
+            "rejected"
+        );
+        assert_eq!(read_shared_token("{}", 0, None), None);
+        assert_eq!(read_shared_token("nonsense", 0, None), None);
+        let forever = shared_token("t", i64::MAX);
+        assert_eq!(
+            read_shared_token(&forever, 0, None),
+            None,
+            "beyond a token's life"
+        );
+    }
+}

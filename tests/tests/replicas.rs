@@ -1,0 +1,196 @@
+//! Replicas of one app sharing state through a real Redis (Debian's `redis-server`, started on
+//! a loopback port), each replica its own process (`replica_bot`), on every adapter:
+//! a frame redelivered to the second replica after the first handled it runs the handler once
+//! in total and both get the same ack; 100 concurrent token requests from two replicas cause
+//! one refresh; killing Redis mid-run loses no frame.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dingtalk_sim::{Chat, Sim, SimConfig};
+use dingtalk_tests::servers::{RedisServer, TempDir};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(15);
+const CARD_TOPIC: &str = "/v1.0/card/instances/callback";
+
+fn redis() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A replica process, killed on drop.
+struct Replica(Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn replica(adapter: &str, sim: &Sim, redis: &RedisServer, log: &str, mode: &[&str]) -> Replica {
+    let (id, secret) = sim.credentials();
+    let child = Command::new(env!("CARGO_BIN_EXE_replica_bot"))
+        .args([adapter, &sim.base_url(), &id, &secret, &redis.url(), log])
+        .args(mode)
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Replica(child)
+}
+
+fn handled(log: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn card_data(track: &str) -> String {
+    json!({
+        "outTrackId": track, "corpId": "dingSimCorp", "userId": "sim-user",
+        "content": json!({"cardPrivateData": {"params": {"action": "like"}}}).to_string(),
+    })
+    .to_string()
+}
+
+async fn redelivered_to_another_replica_runs_once(adapter: &'static str) {
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = TempDir::new("replicas");
+    let log = dir.0.join("handled").display().to_string();
+    let _a = replica(adapter, &sim, &redis, &log, &["serve"]);
+    let _b = replica(adapter, &sim, &redis, &log, &["serve"]);
+    sim.wait_connections(2, T).await.unwrap();
+    let conns: Vec<u64> = sim.snapshot().conns.iter().map(|c| c.id).collect();
+    let id = sim
+        .push_frame_to(conns[0], "CALLBACK", CARD_TOPIC, &card_data("track-r"))
+        .unwrap();
+    let first = sim.wait_ack(&id, T).await.unwrap();
+    assert_eq!((first.conn, first.code), (conns[0], 200), "{adapter}");
+    // DingTalk redelivers it to the other replica (its ack was late, say).
+    sim.redeliver_to(&id, conns[1]).unwrap();
+    let snap = sim
+        .wait_for("the second ack", T, |s| s.acks_for(&id).len() >= 2)
+        .await
+        .unwrap();
+    let acks = snap.acks_for(&id);
+    assert_eq!(
+        acks[1].conn, conns[1],
+        "{adapter}: acked by the second replica"
+    );
+    assert_eq!(acks[1].code, 200);
+    assert_eq!(acks[0].data, acks[1].data, "{adapter}: the same ack");
+    assert_eq!(
+        acks[0].data,
+        json!({"response": {"cardData": {"cardParamMap": {"handled": "once"}}}})
+    );
+    assert_eq!(
+        handled(&log),
+        vec!["card track-r".to_owned()],
+        "{adapter}: the handler ran once in total"
+    );
+    assert!(snap.violations.is_empty(), "{:?}", snap.violations);
+}
+
+async fn two_replicas_refresh_the_token_once(adapter: &'static str) {
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = TempDir::new("replicas");
+    let log = dir.0.join("handled").display().to_string();
+    let mut a = replica(adapter, &sim, &redis, &log, &["tokens", "50"]);
+    let mut b = replica(adapter, &sim, &redis, &log, &["tokens", "50"]);
+    let deadline = Instant::now() + T;
+    for r in [&mut a, &mut b] {
+        let status = loop {
+            if let Some(status) = r.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{adapter}: a replica hung");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "{adapter}: {status}");
+    }
+    assert_eq!(
+        sim.snapshot().tokens_issued,
+        1,
+        "{adapter}: 100 token requests from two replicas, one refresh"
+    );
+}
+
+async fn killing_redis_loses_no_frame(adapter: &'static str) {
+    let mut redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = TempDir::new("replicas");
+    let log = dir.0.join("handled").display().to_string();
+    let _a = replica(adapter, &sim, &redis, &log, &["serve"]);
+    let _b = replica(adapter, &sim, &redis, &log, &["serve"]);
+    sim.wait_connections(2, T).await.unwrap();
+    let mut ids = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        ids.push(sim.bot_text(&format!("before {i}"), Chat::Private));
+        expected.push(format!("bot before {i}"));
+    }
+    for id in &ids {
+        sim.wait_ack(id, T).await.unwrap();
+    }
+    redis.kill();
+    for i in 0..10 {
+        ids.push(sim.bot_text(&format!("after {i}"), Chat::Private));
+        expected.push(format!("bot after {i}"));
+    }
+    for i in 0..5 {
+        ids.push(sim.card_callback(&format!("track-{i}"), json!({"action": "like"})));
+        expected.push(format!("card track-{i}"));
+    }
+    for id in &ids {
+        let ack = sim.wait_ack(id, T).await.unwrap();
+        assert_eq!(ack.code, 200, "{adapter}: {ack:?}");
+    }
+    // Every handler ran, once (nothing was redelivered), before or after Redis died.
+    let deadline = Instant::now() + T;
+    loop {
+        let mut seen = handled(&log);
+        seen.sort();
+        let mut want = expected.clone();
+        want.sort();
+        if seen == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{adapter}: handled {seen:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sim.snapshot().violations.is_empty());
+}
+
+macro_rules! per_adapter {
+    ($($name:ident: $scenario:ident($adapter:expr);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $scenario($adapter).await;
+        }
+    )*};
+}
+
+per_adapter! {
+    tokio_redelivered_to_another_replica_runs_once: redelivered_to_another_replica_runs_once("tokio");
+    async_std_redelivered_to_another_replica_runs_once: redelivered_to_another_replica_runs_once("async-std");
+    blocking_redelivered_to_another_replica_runs_once: redelivered_to_another_replica_runs_once("blocking");
+    tokio_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("tokio");
+    async_io_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("async-std");
+    tokio_killing_redis_loses_no_frame: killing_redis_loses_no_frame("tokio");
+    async_std_killing_redis_loses_no_frame: killing_redis_loses_no_frame("async-std");
+    blocking_killing_redis_loses_no_frame: killing_redis_loses_no_frame("blocking");
+}
