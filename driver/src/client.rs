@@ -439,7 +439,7 @@ impl<R: Runtime> std::fmt::Debug for Client<R> {
 /// thread included).
 #[derive(Clone)]
 pub struct StopHandle {
-    signal: Arc<StopSignal>,
+    signals: Arc<[Arc<StopSignal>]>,
 }
 
 impl std::fmt::Debug for StopHandle {
@@ -455,13 +455,17 @@ impl StopHandle {
     /// `stop_timeout`), their acks are sent, connections close, and `run` returns. A client
     /// asked to stop before it runs returns from `run` at once.
     pub fn stop(&self) {
-        self.signal.stopped.store(true, Ordering::SeqCst);
-        self.signal.waker.wake();
+        for signal in self.signals.iter() {
+            signal.stopped.store(true, Ordering::SeqCst);
+            signal.waker.wake();
+        }
     }
 
     /// Whether [`StopHandle::stop`] was called.
     pub fn is_stopped(&self) -> bool {
-        self.signal.stopped.load(Ordering::SeqCst)
+        self.signals
+            .iter()
+            .all(|s| s.stopped.load(Ordering::SeqCst))
     }
 }
 
@@ -498,7 +502,7 @@ impl<R: Runtime> Client<R> {
     /// A handle that stops [`Client::run`] gracefully.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            signal: self.shared.stop.clone(),
+            signals: Arc::new([self.shared.stop.clone()]),
         }
     }
 
@@ -542,4 +546,78 @@ pub(crate) fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// Several clients run as one: several apps in one process (each with its own credentials,
+/// token cache, subscriptions and handlers; a handler shared between apps tells them apart by
+/// `api.robot_code()`, the app's client id), started together and stopped together.
+pub struct Group<R: Runtime> {
+    clients: Vec<Client<R>>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Group<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("clients", &self.clients)
+            .finish()
+    }
+}
+
+/// Why a [`Group`] stopped: the client id of the app whose client failed, and its error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("app {client_id}: {error}")]
+pub struct GroupError {
+    /// The app's client id.
+    pub client_id: String,
+    /// Its client's error.
+    pub error: Error,
+}
+
+impl<R: Runtime> Group<R> {
+    /// A group of these clients.
+    pub fn new(clients: impl IntoIterator<Item = Client<R>>) -> Self {
+        Self {
+            clients: clients.into_iter().collect(),
+        }
+    }
+
+    /// The clients.
+    pub fn clients(&self) -> &[Client<R>] {
+        &self.clients
+    }
+
+    /// One handle that stops every client of the group.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            signals: self.clients.iter().map(|c| c.shared.stop.clone()).collect(),
+        }
+    }
+
+    /// Runs every client in this one future until all have stopped. A terminal error of one
+    /// (rejected credentials) stops the others gracefully and is returned once all are done;
+    /// transient failures are retried inside each client, as in [`Client::run`].
+    pub async fn run(&self) -> Result<(), GroupError> {
+        use futures_util::StreamExt;
+        let mut running: futures_util::stream::FuturesUnordered<_> = self
+            .clients
+            .iter()
+            .map(|c| async move {
+                (
+                    c.shared.config.credentials.client_id().to_owned(),
+                    c.run().await,
+                )
+            })
+            .collect();
+        let mut first = None;
+        while let Some((client_id, result)) = running.next().await {
+            if let Err(error) = result {
+                if first.is_none() {
+                    tracing::error!(app = %client_id, %error, "a client of the group failed; stopping the others");
+                    self.stop_handle().stop();
+                    first = Some(GroupError { client_id, error });
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }

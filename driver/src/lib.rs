@@ -42,7 +42,9 @@ mod store;
 mod tls;
 
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
-pub use client::{Client, ClientBuilder, Error, StopHandle, env_config, env_proxies};
+pub use client::{
+    Client, ClientBuilder, Error, Group, GroupError, StopHandle, env_config, env_proxies,
+};
 pub use context::{BotContext, unix_ms};
 pub use dingtalk_core;
 pub use dingtalk_core::EventAck;

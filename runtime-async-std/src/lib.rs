@@ -59,10 +59,12 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
 
 /// A DingTalk Stream client on the async-io stack; see [`dingtalk_driver::Client`].
 pub type Client = dingtalk_driver::Client<AsyncIo>;
+/// Several clients (several apps) run and stopped together; see [`dingtalk_driver::Group`].
+pub type Group = dingtalk_driver::Group<AsyncIo>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<AsyncIo>;
 /// Calls the DingTalk OpenAPI (ureq with keep-alive, on a thread pool); see

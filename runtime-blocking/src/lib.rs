@@ -72,7 +72,7 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
 
 type Inner = dingtalk_driver::Client<AsyncIo>;
 type InnerApi = dingtalk_driver::ApiClient<Ureq>;
@@ -97,6 +97,15 @@ impl ApiClient {
     pub fn from_async(api: &InnerApi) -> Self {
         Self {
             inner: api.map_http(Ureq::inline),
+        }
+    }
+
+    /// Shares the access token with the other replicas through `store` (one refresh at a time
+    /// across processes); see [`dingtalk_driver::ApiClient::with_state_store`].
+    #[must_use]
+    pub fn with_state_store(self, store: Arc<dyn StateStore>, config: StoreConfig) -> Self {
+        Self {
+            inner: self.inner.with_state_store(store, config),
         }
     }
 
@@ -524,6 +533,35 @@ impl Client {
     /// Connects and serves on this thread until stopped (`Ok`) or a terminal error such as
     /// rejected credentials (`Err`). One run at a time per client.
     pub fn run(&self) -> Result<(), Error> {
+        block_on(self.inner.run())
+    }
+}
+
+// ---- group --------------------------------------------------------------------------------
+
+/// Several clients (several apps in one process) run on one thread and stopped together; a
+/// terminal error of one stops the others. See [`dingtalk_driver::Group`].
+#[derive(Debug)]
+pub struct Group {
+    inner: dingtalk_driver::Group<AsyncIo>,
+}
+
+impl Group {
+    /// A group of these clients.
+    pub fn new(clients: impl IntoIterator<Item = Client>) -> Self {
+        Self {
+            inner: dingtalk_driver::Group::new(clients.into_iter().map(|c| c.inner)),
+        }
+    }
+
+    /// One handle that stops every client of the group, from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.inner.stop_handle()
+    }
+
+    /// Runs every client on this thread until all have stopped; the first terminal error
+    /// (with its app's client id) once all are done.
+    pub fn run(&self) -> Result<(), GroupError> {
         block_on(self.inner.run())
     }
 }

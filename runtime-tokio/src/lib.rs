@@ -73,10 +73,12 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
 
 /// A DingTalk Stream client on tokio; see [`dingtalk_driver::Client`] for its methods.
 pub type Client = dingtalk_driver::Client<Tokio>;
+/// Several clients (several apps) run and stopped together; see [`dingtalk_driver::Group`].
+pub type Group = dingtalk_driver::Group<Tokio>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<Tokio>;
 /// Calls the DingTalk OpenAPI over reqwest; see [`dingtalk_driver::ApiClient`].

@@ -101,6 +101,23 @@ macro_rules! surface {
             assert!(matches!(e, Error::Config(ref m) if !m.contains("SECRET")), "{e:?}");
             assert_eq!(client.config().subscriptions.len(), 7, "every registration subscribes");
             let _: Result<ClientBuilder, Error> = Client::from_env();
+            // Replicas, several apps.
+            let store: Arc<dyn $krate::StateStore> = Arc::new(
+                $krate::RedisStore::open("redis://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+            );
+            let config = $krate::StoreConfig {
+                on_error: $krate::OnStoreError::FailClosed,
+                ..$krate::StoreConfig::default()
+            };
+            let replica: Client = Client::builder(credentials.clone())
+                .endpoints(Endpoints::single(&base))
+                .state_store(store, config)
+                .build()
+                .unwrap();
+            let group = $krate::Group::new([replica]);
+            let group_stop: StopHandle = group.stop_handle();
+            assert!(!group_stop.is_stopped());
+            let _: fn(&$krate::GroupError) -> &str = |e| &e.client_id;
             let stop: StopHandle = client.stop_handle();
             assert!(!stop.is_stopped());
             stop.stop();
