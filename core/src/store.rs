@@ -5,17 +5,20 @@
 //!
 //! # Messages
 //!
-//! Before a handler runs, the replica claims the message: `SET key "p:<owner>" NX PX claim_ttl`
-//! (one round trip, `GET` returns what was there). Then, by what it finds ([`Claim`]):
+//! Before a handler runs, the replica claims the message with one `SET key value NX PX ttl GET`
+//! (one round trip: it sets the key unless it exists, and returns what was there). A frame
+//! acked on arrival (a bot message: its only ack, `{"response": null}`, is already sent) is
+//! claimed as done at once, `d:null` for `record_ttl`: one command per message. A frame acked
+//! after its handler is claimed as in progress, `p:<owner>` for `claim_ttl`. Then, by what the
+//! claim found ([`Claim`]):
 //!
-//! * nothing: the claim is its own; it runs the handler, then records the outcome
-//!   (`SET key "d:<outcome>" PX record_ttl`), or, for a failed outcome, releases the claim so a
-//!   redelivery runs the handler again;
-//! * a recorded outcome: the handler already ran on some replica; the same outcome (and so the
-//!   same ack) is returned without running it;
-//! * a claim of another replica: for a frame acked on arrival (bot messages) the handler is not
-//!   run (the other replica runs it); for a frame acked after its handler, the replica waits up
-//!   to [`StoreConfig::wait_for_other`] for the recorded outcome, and failing that answers
+//! * nothing: the claim is its own; it runs the handler, then (for an in-progress claim)
+//!   records the outcome (`SET key "d:<outcome>" PX record_ttl`), or, for a failed outcome,
+//!   releases the claim so a redelivery runs the handler again;
+//! * a recorded outcome: the handler already ran (or runs) on some replica; the same outcome
+//!   (and so the same ack) is returned without running it;
+//! * a claim of another replica in progress: the replica waits up to
+//!   [`StoreConfig::wait_for_other`] for the recorded outcome, and failing that answers
 //!   [`Outcome::Later`] (DingTalk delivers again later and finds the record).
 //!
 //! When the store fails (unreachable, slow past [`StoreConfig::op_timeout`], a value it cannot
@@ -129,6 +132,24 @@ fn digest(s: &str) -> [u8; 32] {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a replica claims a message of `policy`: the value and TTL of the claim, and whether
+/// the handler's outcome is recorded afterwards.
+///
+/// A frame acked after its handler is claimed as in progress (`p:<owner>`, `claim_ttl`) and its
+/// outcome recorded when the handler ends. A frame acked on arrival (bot messages) already got
+/// its only possible ack, `{"response": null}`: it is claimed as done at once
+/// (`d:null`, `record_ttl`), one command per message instead of two.
+pub fn claim_for(policy: AckPolicy, owner: &str, config: &StoreConfig) -> (String, Duration, bool) {
+    match policy {
+        AckPolicy::Immediate => (
+            format!("d:{}", serde_json::Value::Null),
+            config.record_ttl,
+            false,
+        ),
+        AckPolicy::AfterHandler { .. } => (in_progress(owner), config.claim_ttl, true),
+    }
 }
 
 /// The value of a claim in progress.
@@ -282,6 +303,20 @@ mod tests {
         assert_eq!(recorded(&Outcome::Failed("x".into())), None);
         assert_eq!(read_claim(Some("garbage")), Claim::Unreadable);
         assert_eq!(read_claim(Some("d:{not json")), Claim::Unreadable);
+    }
+
+    #[test]
+    fn a_message_acked_on_arrival_is_claimed_as_done_in_one_command() {
+        let c = StoreConfig::default();
+        let (value, ttl, record) = claim_for(AckPolicy::Immediate, "me", &c);
+        assert_eq!(read_claim(Some(&value)), Claim::Done(Outcome::done()));
+        assert_eq!((ttl, record), (c.record_ttl, false));
+        let after = AckPolicy::AfterHandler {
+            timeout: Duration::from_secs(60),
+        };
+        let (value, ttl, record) = claim_for(after, "me", &c);
+        assert_eq!(read_claim(Some(&value)), Claim::Elsewhere("me".into()));
+        assert_eq!((ttl, record), (c.claim_ttl, true));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `ConnectionManager`, which reconnects by itself), for tokio (feature `redis-tokio`) or the
 //! async-io stack (feature `redis-async-io`, used by the async-std and blocking adapters).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -17,7 +17,10 @@ use crate::store::{StateStore, StoreError};
 #[derive(Clone)]
 pub struct RedisStore {
     client: redis::Client,
-    conn: Arc<Mutex<Option<ConnectionManager>>>,
+    /// The connection, once made (read without a lock on every command).
+    conn: Arc<OnceLock<ConnectionManager>>,
+    /// Serialises making it.
+    making: Arc<Mutex<()>>,
     timeout: Duration,
 }
 
@@ -52,14 +55,18 @@ impl RedisStore {
             .map_err(|_| crate::Error::Config("the Redis URL is not valid".into()))?;
         Ok(Self {
             client,
-            conn: Arc::new(Mutex::new(None)),
+            conn: Arc::new(OnceLock::new()),
+            making: Arc::new(Mutex::new(())),
             timeout,
         })
     }
 
     fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = slot.as_ref() {
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let _making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = self.conn.get() {
             return Ok(c.clone());
         }
         let config = ConnectionManagerConfig::new()
@@ -69,8 +76,7 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(2));
         let c =
             ConnectionManager::new_lazy_with_config(self.client.clone(), config).map_err(error)?;
-        *slot = Some(c.clone());
-        Ok(c)
+        Ok(self.conn.get_or_init(|| c).clone())
     }
 }
 

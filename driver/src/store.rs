@@ -139,12 +139,10 @@ pub(crate) fn guarded<H: HttpClient>(
     Box::pin(async move {
         let http = api.http().clone();
         let key = state.keys.message(frame.message_id());
-        let mine = decide::in_progress(&state.owner);
+        let (mine, ttl, record) = decide::claim_for(policy, &state.owner, &state.config);
         let started = Instant::now();
         loop {
-            let claim = state
-                .store
-                .claim(key.clone(), mine.clone(), state.config.claim_ttl);
+            let claim = state.store.claim(key.clone(), mine.clone(), ttl);
             let found = match state.run(&http, claim).await {
                 Ok(previous) => decide::read_claim(previous.as_deref()),
                 Err(e) => {
@@ -156,6 +154,7 @@ pub(crate) fn guarded<H: HttpClient>(
                 }
             };
             match found {
+                Claim::Mine if !record => return handler(frame, api).await,
                 Claim::Mine => {
                     let outcome = handler(frame, api).await;
                     let op = match decide::recorded(&outcome) {
@@ -170,6 +169,7 @@ pub(crate) fn guarded<H: HttpClient>(
                     }
                     return outcome;
                 }
+                // Claimed as done on arrival by another replica (or recorded by it).
                 Claim::Done(outcome) => {
                     tracing::debug!(
                         message_id = frame.message_id(),

@@ -62,12 +62,21 @@ impl Mode {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--child") => return child(&args[2], &args[3], Mode::parse(&args[4])),
+        Some("--child") => {
+            return child(
+                &args[2],
+                &args[3],
+                Mode::parse(&args[4]),
+                args[5].parse().unwrap(),
+                Some(args[6].as_str()).filter(|u| *u != "-"),
+            );
+        }
         Some("--generator") => {
             return generator(
                 args[2].parse().unwrap(),
                 args[3].parse().unwrap(),
                 Mode::parse(&args[4]),
+                args[5].parse().unwrap(),
             );
         }
         _ => {}
@@ -77,6 +86,7 @@ fn main() {
     let mut window = 64usize;
     let mut runs = 3usize;
     let mut only: Option<Vec<String>> = None;
+    let mut scale_frames = 100_000usize;
     let mut i = 1;
     while i < args.len() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
@@ -86,6 +96,7 @@ fn main() {
             "--window" => window = value.parse().unwrap(),
             "--runs" => runs = value.parse().unwrap(),
             "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
+            "--scale-frames" => scale_frames = value.parse().unwrap(),
             _ => {
                 i += 1;
                 continue;
@@ -121,22 +132,112 @@ fn main() {
         };
         let mut rows = Vec::new();
         for client in &clients {
-            let mut results: Vec<Run> = (0..runs)
-                .map(|_| one_run(client, n, window, mode, pin))
+            let results: Vec<Run> = (0..runs)
+                .map(|_| one_run(client, n, window, mode, pin, 1, None))
                 .collect();
-            results.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-            let mut median = results[results.len() / 2].clone();
-            // Each column's own median.
-            median.cpu_us = med(results.iter().map(|r| r.cpu_us));
-            median.switches = med(results.iter().map(|r| r.switches));
-            median.p50_us = med(results.iter().map(|r| r.p50_us));
-            median.p99_us = med(results.iter().map(|r| r.p99_us));
-            median.peak_kb = med(results.iter().map(|r| r.peak_kb as f64)) as u64;
-            median.reconnect_ms = med(results.iter().map(|r| r.reconnect_ms));
-            median.tcp_conns = med(results.iter().map(|r| r.tcp_conns as f64)) as usize;
+            let (median, results) = medians(results);
             rows.push((*client, median, results));
         }
         report(mode, &rows);
+    }
+    if only.as_ref().is_none_or(|o| o.iter().any(|x| x == "scale")) {
+        scale(scale_frames, window, runs, pin);
+    }
+}
+
+/// The median run, each column its own median, and the runs sorted by rate.
+fn medians(mut results: Vec<Run>) -> (Run, Vec<Run>) {
+    results.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let mut median = results[results.len() / 2].clone();
+    median.cpu_us = med(results.iter().map(|r| r.cpu_us));
+    median.switches = med(results.iter().map(|r| r.switches));
+    median.p50_us = med(results.iter().map(|r| r.p50_us));
+    median.p99_us = med(results.iter().map(|r| r.p99_us));
+    median.peak_kb = med(results.iter().map(|r| r.peak_kb as f64)) as u64;
+    median.reconnect_ms = med(results.iter().map(|r| r.reconnect_ms));
+    median.tcp_conns = med(results.iter().map(|r| r.tcp_conns as f64)) as usize;
+    (median, results)
+}
+
+/// dingtalk-tokio (multi-thread) with 1, 2 and 4 connections for the app (each with its own
+/// window of un-acked frames), and each with the Redis state store on (a real redis-server on
+/// a loopback port, started here; its own CPU is not counted in the client's), against the
+/// 1-connection, no-store run as the baseline of the same run.
+fn scale(n: usize, window: usize, runs: usize, pin: bool) {
+    let redis = match dingtalk_tests::servers::RedisServer::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            println!(
+                "
+scale: Redis rows left out: {e}"
+            );
+            None
+        }
+    };
+    println!(
+        "
+scale: dingtalk-tokio (multi-thread), {n} bot messages, at most {window} un-acked per connection"
+    );
+    println!(
+        "{:<18} {:>10} {:>10} {:>12} {:>8} {:>9} {:>9} {:>9}",
+        "connections",
+        "frames/s",
+        "× 1 conn",
+        "CPU µs/frame",
+        "csw/fr",
+        "peak RSS",
+        "p50 ack",
+        "p99 ack"
+    );
+    let mut base: Option<(f64, f64)> = None;
+    for store in [
+        None,
+        redis
+            .as_ref()
+            .map(dingtalk_tests::servers::RedisServer::url),
+    ] {
+        for conns in [1usize, 2, 4] {
+            let results: Vec<Run> = (0..runs)
+                .map(|_| {
+                    one_run(
+                        "tokio",
+                        n,
+                        window,
+                        Mode::Plain,
+                        pin,
+                        conns,
+                        store.as_deref(),
+                    )
+                })
+                .collect();
+            let (r, all) = medians(results);
+            let (rate0, cpu0) = *base.get_or_insert((r.rate, r.cpu_us));
+            let label = format!(
+                "{conns} conn{}{}",
+                if conns > 1 { "s" } else { "" },
+                if store.is_some() { " + Redis" } else { "" }
+            );
+            println!(
+                "{:<18} {:>10.0} {:>9.2}× {:>12.2} {:>8.2} {:>6.1} MB {:>7.0}µs {:>7.0}µs",
+                label,
+                r.rate,
+                r.rate / rate0,
+                r.cpu_us,
+                r.switches,
+                r.peak_kb as f64 / 1024.0,
+                r.p50_us,
+                r.p99_us
+            );
+            let rates: Vec<String> = all.iter().map(|r| format!("{:.0}", r.rate)).collect();
+            println!("{:<18} runs: {}", "", rates.join(", "));
+            if store.is_some() && conns == 1 {
+                println!(
+                    "{:<18} shared dedup costs {:+.2} µs of client CPU per frame",
+                    "",
+                    r.cpu_us - cpu0
+                );
+            }
+        }
     }
 }
 
@@ -342,11 +443,19 @@ impl Gen {
     }
 }
 
-fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run {
-    let (n_s, w_s) = (n.to_string(), window.to_string());
+fn one_run(
+    client: &str,
+    n: usize,
+    window: usize,
+    mode: Mode,
+    pin: bool,
+    conns: usize,
+    redis: Option<&str>,
+) -> Run {
+    let (n_s, w_s, c_s) = (n.to_string(), window.to_string(), conns.to_string());
     let mut gen_child = spawn(
         pin.then_some(0),
-        &["--generator", &n_s, &w_s, mode.arg()],
+        &["--generator", &n_s, &w_s, mode.arg(), &c_s],
         true,
     );
     let pid = gen_child.id();
@@ -359,7 +468,14 @@ fn one_run(client: &str, n: usize, window: usize, mode: Mode, pin: bool) -> Run 
     let base = generator.line("READY");
     let client_child = spawn(
         pin.then_some(1),
-        &["--child", client, &base, mode.arg()],
+        &[
+            "--child",
+            client,
+            &base,
+            mode.arg(),
+            &c_s,
+            redis.unwrap_or("-"),
+        ],
         false,
     );
     let client_pid = client_child.id();
@@ -405,15 +521,15 @@ struct GenState {
     tcp_conns: AtomicUsize,
 }
 
-fn generator(n: usize, window: usize, mode: Mode) {
+fn generator(n: usize, window: usize, mode: Mode, conns: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(generate(n, window, mode));
+    rt.block_on(generate(n, window, mode, conns.max(1)));
 }
 
-async fn generate(n: usize, window: usize, mode: Mode) {
+async fn generate(n: usize, window: usize, mode: Mode, conns: usize) {
     use axum::Router;
     use axum::routing::post;
     use axum::serve::ListenerExt;
@@ -474,7 +590,10 @@ async fn generate(n: usize, window: usize, mode: Mode) {
         })
         .collect();
     println!("READY http://127.0.0.1:{}", state.http_port);
-    let mut ws = accept(&ws_listener).await;
+    let mut wss = Vec::new();
+    for _ in 0..conns {
+        wss.push(accept(&ws_listener).await);
+    }
     // Let the client settle (its start-up is not measured), then report.
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("CONNECTED");
@@ -484,8 +603,32 @@ async fn generate(n: usize, window: usize, mode: Mode) {
             break;
         }
     }
+    // Frames go to the connections in turn, as DingTalk spreads them; each connection has its
+    // own window.
+    let parts: Vec<Vec<(usize, tokio_tungstenite::tungstenite::Message)>> = (0..conns)
+        .map(|k| {
+            frames
+                .iter()
+                .enumerate()
+                .skip(k)
+                .step_by(conns)
+                .map(|(i, m)| (i, m.clone()))
+                .collect()
+        })
+        .collect();
     let started = Instant::now();
-    let stats = load(&mut ws, &frames, &pings, window).await;
+    let all = futures_util::future::join_all(
+        wss.iter_mut()
+            .zip(&parts)
+            .map(|(ws, part)| load(ws, part, &pings, window, n)),
+    )
+    .await;
+    let stats = LoadStats {
+        errors: all.iter().map(|s| s.errors).sum(),
+        p50_us: med(all.iter().map(|s| s.p50_us)),
+        p99_us: all.iter().map(|s| s.p99_us).fold(0.0, f64::max),
+    };
+    let ws = wss.swap_remove(0);
     if mode == Mode::Replies {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -650,15 +793,16 @@ impl Tally {
 /// checks every ack.
 async fn load(
     ws: &mut ServerWs,
-    frames: &[tokio_tungstenite::tungstenite::Message],
+    frames: &[(usize, tokio_tungstenite::tungstenite::Message)],
     pings: &[tokio_tungstenite::tungstenite::Message],
     window: usize,
+    total: usize,
 ) -> LoadStats {
     use futures_util::{FutureExt, SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let n = frames.len();
     let mut t = Tally {
-        sent_at: vec![None; n],
+        sent_at: vec![None; total],
         latencies: Vec::with_capacity(n),
         outstanding: 0,
         acked: 0,
@@ -674,8 +818,9 @@ async fn load(
                 ws.feed(pings[pings_sent].clone()).await.unwrap();
                 pings_sent += 1;
             }
-            ws.feed(frames[next].clone()).await.unwrap();
-            t.sent_at[next] = Some(now);
+            let (global, frame) = &frames[next];
+            ws.feed(frame.clone()).await.unwrap();
+            t.sent_at[*global] = Some(now);
             next += 1;
             t.outstanding += 1;
             wrote = true;
@@ -721,7 +866,7 @@ async fn load(
 
 // ---- the clients -------------------------------------------------------------------------
 
-fn child(client: &str, base: &str, mode: Mode) {
+fn child(client: &str, base: &str, mode: Mode, conns: usize, redis: Option<&str>) {
     let creds = Credentials::new("bench-client-id", "bench-client-secret");
     let endpoints = Endpoints::single(base);
     let reply = mode == Mode::Replies;
@@ -736,8 +881,15 @@ fn child(client: &str, base: &str, mode: Mode) {
                     .build()
                     .unwrap()
             };
-            let client = dingtalk_tokio::Client::builder(creds)
+            let mut builder = dingtalk_tokio::Client::builder(creds)
                 .endpoints(endpoints)
+                .connections(conns);
+            if let Some(url) = redis {
+                let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
+                builder =
+                    builder.state_store(Arc::new(store), dingtalk_tokio::StoreConfig::default());
+            }
+            let client = builder
                 .on_bot_message(move |ctx| async move {
                     if reply {
                         ctx.reply_text("ok").await?;
