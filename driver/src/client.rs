@@ -205,8 +205,9 @@ impl<R: Runtime> ClientBuilder<R> {
         self
     }
 
-    /// Uses your own rustls configuration (for the WebSocket, and for HTTP where the runtime's
-    /// HTTP client takes one: reqwest does, ureq brings its own).
+    /// Uses your own rustls configuration (private roots, a pinned verifier, client
+    /// certificates) for the WebSocket and every HTTP call, in every adapter (reqwest and ureq
+    /// both use it; ureq is offered `http/1.1` only).
     #[must_use]
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);

@@ -288,7 +288,7 @@ impl ClientBuilder {
         self.map(|b| b.endpoints(endpoints))
     }
 
-    /// Uses your own rustls configuration for the WebSocket (ureq brings its own for HTTP).
+    /// Uses your own rustls configuration for the WebSocket and every HTTP call.
     #[must_use]
     pub fn tls_config(self, config: Arc<rustls::ClientConfig>) -> Self {
         self.map(|b| b.tls_config(config))

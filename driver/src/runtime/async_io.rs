@@ -194,9 +194,9 @@ impl HttpClient for Ureq {
 /// environment is off: the driver reads it once, the same way for every adapter) or through
 /// `proxy` (`CONNECT` for every target).
 fn agent(settings: &HttpSettings, proxy: Option<&ProxyUrl>) -> Result<ureq::Agent, crate::Error> {
-    // ureq builds its own rustls configuration (webpki roots); it uses the crypto provider
-    // of ours, never a process-wide default another crate may have installed. Custom root
-    // certificates in `tls` apply to the WebSocket only.
+    // TLS is ours ([`SdkTls`]): the client's rustls configuration, custom roots included. The
+    // ureq TlsConfig below only names our crypto provider, so nothing in ureq falls back to a
+    // process-wide default another crate may have installed.
     let tls_config = ureq::tls::TlsConfig::builder()
         .unversioned_rustls_crypto_provider(settings.tls.crypto_provider().clone())
         .build();
@@ -230,11 +230,119 @@ fn agent(settings: &HttpSettings, proxy: Option<&ProxyUrl>) -> Result<ureq::Agen
         .max_idle_connections_per_host(IDLE_PER_HOST)
         .max_idle_connections(IDLE_PER_HOST * 2)
         .build();
+    use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+    // ureq speaks HTTP/1.1 only: a configuration that offers h2 must not get it.
+    let mut tls = (*settings.tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(SdkTls(Arc::new(tls)));
     Ok(ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default(),
+        connector,
         CachingResolver::<ureq::unversioned::resolver::DefaultResolver>::default(),
     ))
+}
+
+/// ureq's TLS step with the client's own rustls configuration (its roots, its verifier, its
+/// crypto provider), as reqwest and the WebSocket use it: one TLS setup for every connection.
+#[derive(Debug)]
+struct SdkTls(Arc<rustls::ClientConfig>);
+
+impl<In: ureq::unversioned::transport::Transport> ureq::unversioned::transport::Connector<In>
+    for SdkTls
+{
+    type Out = ureq::unversioned::transport::Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ureq::unversioned::transport::ConnectionDetails<'_>,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        use ureq::unversioned::transport::{Either, LazyBuffers, TransportAdapter};
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details
+            .uri
+            .host()
+            .ok_or(ureq::Error::Tls("no host to verify"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|_| ureq::Error::Tls("invalid server name"))?;
+        let mut conn = rustls::ClientConnection::new(self.0.clone(), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        conn.complete_io(&mut sock)?;
+        Ok(Some(Either::B(TlsTransport {
+            buffers: LazyBuffers::new(
+                details.config.input_buffer_size(),
+                details.config.output_buffer_size(),
+            ),
+            stream: rustls::StreamOwned { conn, sock },
+        })))
+    }
+}
+
+/// A TLS connection for ureq (the shape of ureq's own rustls transport).
+struct TlsTransport {
+    buffers: ureq::unversioned::transport::LazyBuffers,
+    stream: rustls::StreamOwned<
+        rustls::ClientConnection,
+        ureq::unversioned::transport::TransportAdapter,
+    >,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl ureq::unversioned::transport::Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn ureq::unversioned::transport::Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(
+        &mut self,
+        amount: usize,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<(), ureq::Error> {
+        use std::io::Write;
+        use ureq::unversioned::transport::Buffers;
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(
+        &mut self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<bool, ureq::Error> {
+        use std::io::Read;
+        use ureq::unversioned::transport::Buffers;
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 fn send(
