@@ -77,6 +77,10 @@ pub struct StoreConfig {
     pub retry_after_failure: Duration,
     /// What to do when the store fails.
     pub on_error: OnStoreError,
+    /// A budget of OpenAPI calls per second shared by all replicas of the app (DingTalk
+    /// throttles per app); `None` (the default): no shared budget. A call over the budget
+    /// waits for the next second; when the store fails, calls go ahead.
+    pub api_calls_per_second: Option<u32>,
 }
 
 impl Default for StoreConfig {
@@ -91,6 +95,7 @@ impl Default for StoreConfig {
             token_lock_ttl: Duration::from_secs(10),
             retry_after_failure: Duration::from_secs(5),
             on_error: OnStoreError::FailOpen,
+            api_calls_per_second: None,
         }
     }
 }
@@ -124,6 +129,37 @@ impl Keys {
     pub fn token_lock(&self) -> String {
         format!("{}:token-lock", self.base)
     }
+
+    /// The counter of OpenAPI calls in the second that starts at `unix_ms` (rounded down).
+    pub fn budget(&self, unix_ms: i64) -> String {
+        format!("{}:budget:{}", self.base, unix_ms.div_euclid(1000))
+    }
+}
+
+/// How long a budget counter lives (its second, and a margin for clocks a little apart).
+pub const BUDGET_TTL: Duration = Duration::from_secs(5);
+
+/// What a call does once it has counted itself in the shared budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Within the budget: send it.
+    Go,
+    /// Over it: wait this long (until the next second, plus a little jitter given by the
+    /// caller), then count again.
+    Wait(Duration),
+}
+
+/// The decision for a call that was the `count`-th of its second (the counter after `INCR`) at
+/// `unix_ms`, under a budget of `limit` per second; `jitter_ms` (0..100) spreads the replicas
+/// that wake at the next second.
+pub fn budget(count: u64, limit: u32, unix_ms: i64, jitter_ms: u64) -> Budget {
+    if count <= u64::from(limit) {
+        return Budget::Go;
+    }
+    let into_second = u64::try_from(unix_ms.rem_euclid(1000)).unwrap_or(0);
+    Budget::Wait(Duration::from_millis(
+        (1000 - into_second).saturating_add(jitter_ms.min(100)),
+    ))
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -363,6 +399,18 @@ mod tests {
             OnError::HandleLocally,
             "acked on arrival: refusing it would lose it"
         );
+    }
+
+    #[test]
+    fn the_budget_admits_its_limit_per_second_then_waits_for_the_next() {
+        let c = StoreConfig::default();
+        let k = Keys::new(&c, "app");
+        assert_eq!(k.budget(1_700_000_000_999), k.budget(1_700_000_000_000));
+        assert_ne!(k.budget(1_700_000_001_000), k.budget(1_700_000_000_999));
+        assert_eq!(budget(20, 20, 1_000_250, 0), Budget::Go);
+        assert_eq!(budget(21, 20, 1_000_250, 0), Budget::Wait(Duration::from_millis(750)));
+        assert_eq!(budget(21, 20, 1_000_999, 30), Budget::Wait(Duration::from_millis(31)));
+        assert_eq!(budget(u64::MAX, 0, -1, 500), Budget::Wait(Duration::from_millis(101)));
     }
 
     #[test]

@@ -380,6 +380,7 @@ impl<R: Runtime> ClientBuilder<R> {
                 proxies,
                 api,
                 state,
+                stats: std::sync::Mutex::new(None),
                 handlers: self.handlers,
                 stop: Arc::new(StopSignal::default()),
                 running: AtomicBool::new(false),
@@ -396,6 +397,7 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) proxies: Proxies,
     pub(crate) api: ApiClient<R::Http>,
     pub(crate) state: Option<Arc<crate::store::SharedState>>,
+    pub(crate) stats: std::sync::Mutex<Option<ClientStats>>,
     pub(crate) handlers: Handlers<R::Http>,
     pub(crate) stop: Arc<StopSignal>,
     running: AtomicBool,
@@ -500,6 +502,17 @@ impl<R: Runtime> Client<R> {
         &self.shared.proxies
     }
 
+    /// The counters of the current (or last) run, at most 50 ms old: frames, acks,
+    /// duplicates, handler timeouts..., and per connection (which of the app's connections it
+    /// serves, its state, its frames and acks). `None` before the first run.
+    pub fn stats(&self) -> Option<ClientStats> {
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A handle that stops [`Client::run`] gracefully.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
@@ -529,6 +542,22 @@ impl<R: Runtime> Client<R> {
         let driver = Driver::new(self.shared.rt.clone(), self.shared.clone(), session);
         driver.await.map_err(Error::Stream)
     }
+}
+
+/// A copy of a running client's counters ([`Client::stats`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientStats {
+    /// The session's counters since the run started.
+    pub session: dingtalk_core::Stats,
+    /// Each connection alive when the copy was made.
+    pub connections: Vec<dingtalk_core::session::ConnStats>,
+    /// Handler calls running.
+    pub in_flight: usize,
+    /// Frames waiting for a handler slot.
+    pub queued: usize,
+    /// When the copy was made.
+    pub at: Instant,
 }
 
 /// Clears the running flag however `run` ends (returned or dropped).

@@ -130,9 +130,43 @@ pub(crate) struct Driver<R: Runtime> {
     /// The session returned `Done`; the driver only closes sockets now.
     finished: Option<Instant>,
     fatal: Option<dingtalk_core::Error>,
+    /// When the session's counters were last copied to [`Shared::stats`].
+    published: Option<Instant>,
 }
 
+/// How often the session's counters are copied where [`Client::stats`](crate::Client::stats)
+/// reads them.
+const STATS_EVERY: Duration = Duration::from_millis(50);
+
 impl<R: Runtime> Driver<R> {
+    /// Copies the session's counters for [`Client::stats`](crate::Client::stats), at most every
+    /// [`STATS_EVERY`] unless `now` is asked.
+    fn publish_stats(&mut self, force: bool) {
+        let now = Instant::now();
+        if let Some(at) = self
+            .published
+            .filter(|at| !force && now.duration_since(*at) < STATS_EVERY)
+        {
+            // Copied recently: come back when the copy may be refreshed, so the last counters
+            // of a burst are published even if nothing else happens.
+            let due = at + STATS_EVERY;
+            if due < self.armed {
+                self.armed = due;
+                self.timer.reset(due);
+            }
+            return;
+        }
+        self.published = Some(now);
+        let stats = crate::client::ClientStats {
+            session: self.session.stats().clone(),
+            connections: self.session.connection_stats(),
+            in_flight: self.session.in_flight(),
+            queued: self.session.queued(),
+            at: now,
+        };
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
+    }
+
     pub(crate) fn new(rt: R, shared: Arc<Shared<R>>, session: Session) -> Self {
         let now = Instant::now();
         let (done_tx, done_rx) = mpsc::unbounded();
@@ -156,6 +190,7 @@ impl<R: Runtime> Driver<R> {
             stop_sent: false,
             finished: None,
             fatal: None,
+            published: None,
         };
         driver.drain();
         driver
@@ -536,6 +571,7 @@ impl<R: Runtime> Future for Driver<R> {
                 this.flush(cx);
                 while let Poll::Ready(Some(())) = this.local.poll_next_unpin(cx) {}
                 if this.conns.is_empty() || since.elapsed() >= CLOSE_GRACE {
+                    this.publish_stats(true);
                     return Poll::Ready(match this.fatal.take() {
                         Some(e) => Err(e),
                         None => Ok(()),
@@ -558,6 +594,7 @@ impl<R: Runtime> Future for Driver<R> {
                 continue;
             }
             if !progressed {
+                this.publish_stats(false);
                 return Poll::Pending;
             }
             if budget == 0 {

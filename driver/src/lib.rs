@@ -43,7 +43,8 @@ mod tls;
 
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
 pub use client::{
-    Client, ClientBuilder, Error, Group, GroupError, StopHandle, env_config, env_proxies,
+    Client, ClientBuilder, ClientStats, Error, Group, GroupError, StopHandle, env_config,
+    env_proxies,
 };
 pub use context::{BotContext, unix_ms};
 pub use dingtalk_core;

@@ -59,7 +59,9 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{
+    ClientStats, GroupError, OnStoreError, StateStore, StoreConfig, StoreError,
+};
 
 /// A DingTalk Stream client on the async-io stack; see [`dingtalk_driver::Client`].
 pub type Client = dingtalk_driver::Client<AsyncIo>;

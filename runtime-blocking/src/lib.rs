@@ -72,7 +72,9 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{
+    ClientStats, GroupError, OnStoreError, StateStore, StoreConfig, StoreError,
+};
 
 type Inner = dingtalk_driver::Client<AsyncIo>;
 type InnerApi = dingtalk_driver::ApiClient<Ureq>;
@@ -517,6 +519,11 @@ impl Client {
     /// The proxies the client connects through (`Debug` shows no credentials).
     pub fn proxies(&self) -> &dingtalk_core::proxy::Proxies {
         self.inner.proxies()
+    }
+
+    /// The counters of the current (or last) run; see [`dingtalk_driver::Client::stats`].
+    pub fn stats(&self) -> Option<ClientStats> {
+        self.inner.stats()
     }
 
     /// A handle that stops [`Client::run`] gracefully, from any thread.

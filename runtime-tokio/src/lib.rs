@@ -73,7 +73,9 @@ pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
 };
-pub use dingtalk_driver::{GroupError, OnStoreError, StateStore, StoreConfig, StoreError};
+pub use dingtalk_driver::{
+    ClientStats, GroupError, OnStoreError, StateStore, StoreConfig, StoreError,
+};
 
 /// A DingTalk Stream client on tokio; see [`dingtalk_driver::Client`] for its methods.
 pub type Client = dingtalk_driver::Client<Tokio>;

@@ -375,3 +375,59 @@ async fn handler_calls(n: usize, rx: &mut tokio::sync::mpsc::UnboundedReceiver<(
         .await
         .expect("the handler calls did not all come within 15 s");
 }
+
+/// `Client::stats` shows the session's counters and each connection: with two connections,
+/// frames spread over both are counted on the one that read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_frames_and_acks_per_connection() {
+    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_tokio::Client::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .connections(2)
+        .on_bot_message(|_ctx| async { Ok::<(), dingtalk_tokio::HandlerError>(()) })
+        .build()
+        .unwrap();
+    assert!(client.stats().is_none(), "no run yet");
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { client.run().await }
+    });
+    sim.wait_connections(2, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..6)
+        .map(|i| sim.bot_text(&format!("m{i}"), dingtalk_sim::Chat::Private))
+        .collect();
+    for id in &ids {
+        sim.wait_ack(id, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    // The copy is at most 50 ms old; wait for it to show the six frames.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stats = loop {
+        let s = client.stats();
+        if s.as_ref().is_some_and(|s| s.session.frames_received >= 6) {
+            break s.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats never caught up: {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(stats.connections.len(), 2);
+    let mut slots: Vec<usize> = stats.connections.iter().map(|c| c.slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, vec![0, 1]);
+    for c in &stats.connections {
+        assert_eq!(c.frames_received, 3, "{stats:?}");
+        assert_eq!(c.acks_sent, 3, "{stats:?}");
+    }
+    assert_eq!(stats.session.acks_sent, 6);
+    client.stop_handle().stop();
+    running.await.unwrap().unwrap();
+}

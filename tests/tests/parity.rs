@@ -81,6 +81,7 @@ macro_rules! surface {
             ));
             assert_eq!(client.config().handler_timeout, Duration::from_secs(60));
             assert!(client.proxies().https().is_some(), "the last proxy setting wins");
+            let _: Option<$krate::ClientStats> = client.stats();
             let shown = format!("{:?}", Client::builder(credentials.clone()).proxy("http://u:SECRET@h:1"));
             assert!(shown.contains("proxy") && !shown.contains("SECRET"), "{shown}");
             let shown = format!(
