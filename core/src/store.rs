@@ -408,9 +408,18 @@ mod tests {
         assert_eq!(k.budget(1_700_000_000_999), k.budget(1_700_000_000_000));
         assert_ne!(k.budget(1_700_000_001_000), k.budget(1_700_000_000_999));
         assert_eq!(budget(20, 20, 1_000_250, 0), Budget::Go);
-        assert_eq!(budget(21, 20, 1_000_250, 0), Budget::Wait(Duration::from_millis(750)));
-        assert_eq!(budget(21, 20, 1_000_999, 30), Budget::Wait(Duration::from_millis(31)));
-        assert_eq!(budget(u64::MAX, 0, -1, 500), Budget::Wait(Duration::from_millis(101)));
+        assert_eq!(
+            budget(21, 20, 1_000_250, 0),
+            Budget::Wait(Duration::from_millis(750))
+        );
+        assert_eq!(
+            budget(21, 20, 1_000_999, 30),
+            Budget::Wait(Duration::from_millis(31))
+        );
+        assert_eq!(
+            budget(u64::MAX, 0, -1, 500),
+            Budget::Wait(Duration::from_millis(101))
+        );
     }
 
     #[test]

@@ -169,6 +169,9 @@ impl<H: HttpClient> ApiClient<H> {
                 None
             };
             let request = build_request(call, &self.endpoints, token.as_deref())?;
+            if let (true, Some(shared)) = (needs_token, &self.shared) {
+                shared.within_budget(&self.http).await;
+            }
             let response = self.http.send(request).await?;
             match attempts.judge(parse_response(call, response)) {
                 Next::Done(v) => return Ok(v),

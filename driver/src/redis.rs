@@ -127,6 +127,22 @@ impl StateStore for RedisStore {
         })
     }
 
+    fn count(&self, key: String, ttl: Duration) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let conn = self.connection();
+        Box::pin(async move {
+            let mut c = conn?;
+            redis::pipe()
+                .atomic()
+                .incr(&key, 1u64)
+                .pexpire(&key, i64::try_from(millis(ttl)).unwrap_or(i64::MAX))
+                .ignore()
+                .query_async::<(u64,)>(&mut c)
+                .await
+                .map(|(n,)| n)
+                .map_err(error)
+        })
+    }
+
     fn release(&self, key: String, value: String) -> BoxFuture<'static, Result<(), StoreError>> {
         let conn = self.connection();
         Box::pin(async move {

@@ -43,6 +43,9 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Deletes `key` if its value is still `value` (a claim or lock of this replica's).
     fn release(&self, key: String, value: String) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Adds one to the counter `key` (created at 0, living `ttl`) and returns the new value.
+    /// Redis: `INCR key` and `PEXPIRE key ttl` in one transaction.
+    fn count(&self, key: String, ttl: Duration) -> BoxFuture<'static, Result<u64, StoreError>>;
 }
 
 /// A store with its configuration, the app's keys and this replica's name.
@@ -195,6 +198,39 @@ pub(crate) fn guarded<H: HttpClient>(
             }
         }
     })
+}
+
+impl SharedState {
+    /// Waits until this OpenAPI call fits the app's shared budget
+    /// ([`StoreConfig::api_calls_per_second`]); at once without a budget or when the store
+    /// fails.
+    pub(crate) async fn within_budget<H: HttpClient>(&self, http: &H) {
+        let Some(limit) = self.config.api_calls_per_second else {
+            return;
+        };
+        // At most a minute of waiting: a budget that never frees (a clock far off) must not
+        // hold a call for ever.
+        for _ in 0..60 {
+            let now = crate::unix_ms();
+            let count = self.store.count(self.keys.budget(now), decide::BUDGET_TTL);
+            match self.run(http, count).await {
+                Ok(count) => {
+                    let jitter = crate::client::seed() % 100;
+                    match decide::budget(count, limit, now, jitter) {
+                        decide::Budget::Go => return,
+                        decide::Budget::Wait(d) => {
+                            tracing::debug!(?d, "the app's shared API budget is spent; waiting");
+                            http.sleep(d).await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.warn("counting a call in the shared API budget failed", &e);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// What the token refresh found in the shared store.

@@ -148,6 +148,8 @@ pub struct Recorded {
     pub status: u16,
     /// The address the request came from (a proxy's, when it went through one).
     pub peer: IpAddr,
+    /// When it arrived (Unix milliseconds).
+    pub at_unix_ms: i64,
 }
 
 /// An open-connection request the gateway received.
@@ -1373,6 +1375,7 @@ async fn http_handler(
         },
         status: 200,
         peer: peer.ip(),
+        at_unix_ms: now_ms(),
     };
     let response = if path == "/robot/sendBySession" || path == "/robot/send" {
         let r = webhook(&shared, &path, &query, &json_body);

@@ -189,8 +189,93 @@ per_adapter! {
     async_std_redelivered_to_another_replica_runs_once: redelivered_to_another_replica_runs_once("async-std");
     blocking_redelivered_to_another_replica_runs_once: redelivered_to_another_replica_runs_once("blocking");
     tokio_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("tokio");
-    async_io_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("async-std");
+    async_std_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("async-std");
+    blocking_two_replicas_refresh_the_token_once: two_replicas_refresh_the_token_once("blocking");
     tokio_killing_redis_loses_no_frame: killing_redis_loses_no_frame("tokio");
     async_std_killing_redis_loses_no_frame: killing_redis_loses_no_frame("async-std");
     blocking_killing_redis_loses_no_frame: killing_redis_loses_no_frame("blocking");
+}
+
+/// A shared budget of OpenAPI calls: two replicas (a tokio client and a blocking one, each
+/// with its own token cache and Redis connection) sending 24 calls at once stay within 6 calls
+/// per second together, and every call is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_api_budget() {
+    use std::sync::Arc;
+
+    use dingtalk_core::api::robot::{GroupSend, RobotMessage};
+    use dingtalk_core::{Credentials, Endpoints};
+    use dingtalk_driver::{RedisStore, StateStore, StoreConfig};
+
+    const LIMIT: u32 = 6;
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let config = StoreConfig {
+        api_calls_per_second: Some(LIMIT),
+        ..StoreConfig::default()
+    };
+    let store = |url: &str| -> Arc<dyn StateStore> {
+        Arc::new(RedisStore::open(url, Duration::from_secs(1)).unwrap())
+    };
+    let call = |i: usize| GroupSend {
+        robot_code: id.clone(),
+        open_conversation_id: "cidSimGroup".into(),
+        cool_app_code: None,
+        message: RobotMessage::Text {
+            content: format!("call {i}"),
+        },
+    };
+    let a = dingtalk_tokio::ApiClient::new(
+        Credentials::new(id.clone(), secret.clone()),
+        Endpoints::single(sim.base_url()),
+    )
+    .unwrap()
+    .with_state_store(store(&redis.url()), config.clone());
+    let b = dingtalk_blocking::ApiClient::new(
+        Credentials::new(id.clone(), secret.clone()),
+        Endpoints::single(sim.base_url()),
+    )
+    .unwrap()
+    .with_state_store(store(&redis.url()), config);
+    let b_calls: Vec<GroupSend> = (12..24).map(call).collect();
+    let blocking = std::thread::spawn(move || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = b_calls
+                .iter()
+                .map(|c| s.spawn(|| b.call(c).map(|_| ())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    let a_calls: Vec<GroupSend> = (0..12).map(call).collect();
+    let results = futures_util::future::join_all(a_calls.iter().map(|c| a.call(c))).await;
+    for r in results {
+        r.unwrap();
+    }
+    for r in tokio::task::spawn_blocking(move || blocking.join().unwrap())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let snap = sim.snapshot();
+    let sends: Vec<i64> = snap
+        .api_calls
+        .iter()
+        .filter(|r| r.path.contains("groupMessages"))
+        .map(|r| r.at_unix_ms.div_euclid(1000))
+        .collect();
+    assert_eq!(sends.len(), 24, "every call was sent");
+    let mut per_second = std::collections::BTreeMap::<i64, u32>::new();
+    for s in sends {
+        *per_second.entry(s).or_default() += 1;
+    }
+    assert!(
+        per_second.values().all(|n| *n <= LIMIT),
+        "at most {LIMIT} calls a second across both replicas: {per_second:?}"
+    );
 }

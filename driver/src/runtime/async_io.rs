@@ -182,10 +182,9 @@ impl HttpClient for Ureq {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        if self.inline {
-            std::thread::sleep(duration);
-            return Box::pin(std::future::ready(()));
-        }
+        // An async timer even inline: the caller may race it against other work (a bounded
+        // state-store command), which a thread sleep would block. The blocking adapter polls
+        // it under `async_io::block_on`, where the thread sleeps in the reactor anyway.
         Box::pin(async_io::Timer::after(duration).map(|_| ()))
     }
 }

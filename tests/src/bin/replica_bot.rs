@@ -161,8 +161,19 @@ fn tokens(
                 }
             });
         }
+        "blocking" => {
+            let api = dingtalk_blocking::ApiClient::new(credentials, endpoints)
+                .unwrap()
+                .with_state_store(store, store_config());
+            std::thread::scope(|s| {
+                let calls: Vec<_> = (0..n).map(|_| s.spawn(|| api.token())).collect();
+                for c in calls {
+                    c.join().unwrap().unwrap();
+                }
+            });
+        }
         _ => {
-            // The async-io API client (the blocking adapter's, on its own threads).
+            // The async-io API client.
             let api = dingtalk_async_std::ApiClient::new(credentials, endpoints)
                 .unwrap()
                 .with_state_store(store, store_config());
