@@ -63,18 +63,6 @@ const MAX_OUTBOX: usize = 4096;
 /// How long a closing connection may take to send its last acks and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The tungstenite settings of every Stream connection: messages may be up to four times the
-/// core's frame limit (larger ones end the connection; smaller oversized ones get the core's
-/// 400 ack), writes are buffered until the driver flushes.
-pub(crate) fn ws_config() -> tungstenite::protocol::WebSocketConfig {
-    let max = dingtalk_core::Limits::default()
-        .max_frame_bytes
-        .saturating_mul(4);
-    tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-}
-
 /// A WebSocket error as text, without the URL (the Stream URL carries the one-use ticket).
 pub(crate) fn ws_error_text(e: &tungstenite::Error) -> String {
     match e {
@@ -219,11 +207,12 @@ impl<R: Runtime> Driver<R> {
                     self.requests.push((id, Box::pin(request)));
                 }
                 Output::Connect { conn, request } => {
-                    let connecting = self.rt.connect(
-                        request.uri(),
-                        &self.shared.tls,
-                        self.shared.proxies.for_uri(request.uri()),
-                    );
+                    let options = crate::runtime::ConnectOptions::new(
+                        self.shared.tls.clone(),
+                        self.shared.config.limits.max_frame_bytes,
+                    )
+                    .proxy(self.shared.proxies.for_uri(request.uri()).cloned());
+                    let connecting = self.rt.connect(request.uri(), &options);
                     self.connecting.push((conn, connecting));
                 }
                 Output::Close { conn } => self.close(conn),

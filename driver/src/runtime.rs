@@ -71,6 +71,41 @@ pub trait Timer: Send + Unpin + 'static {
     fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 }
 
+/// How [`Runtime::connect`] opens a Stream connection.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The TLS configuration for `wss`.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The proxy to tunnel through, if any.
+    pub proxy: Option<ProxyUrl>,
+    /// The WebSocket settings (message size limits from the session's frame limit).
+    pub websocket: tungstenite::protocol::WebSocketConfig,
+}
+
+impl ConnectOptions {
+    /// Direct, with this TLS configuration and WebSocket messages of at most 4 × `max_frame`
+    /// bytes (larger ones end the connection; smaller oversized ones reach the core, which
+    /// nacks them).
+    pub fn new(tls: Arc<rustls::ClientConfig>, max_frame: usize) -> Self {
+        let max = max_frame.saturating_mul(4);
+        Self {
+            tls,
+            proxy: None,
+            websocket: tungstenite::protocol::WebSocketConfig::default()
+                .max_message_size(Some(max))
+                .max_frame_size(Some(max)),
+        }
+    }
+
+    /// Through this proxy.
+    #[must_use]
+    pub fn proxy(mut self, proxy: Option<ProxyUrl>) -> Self {
+        self.proxy = proxy;
+        self
+    }
+}
+
 /// How an [`HttpClient`] is set up.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
@@ -128,15 +163,15 @@ pub trait Runtime: Clone + Default + Send + Sync + Unpin + 'static {
     /// Its HTTP client.
     type Http: HttpClient;
 
-    /// TCP (`TCP_NODELAY`) to the host of `uri`, or to `proxy` and a `CONNECT` tunnel through it
-    /// ([`open_tunnel`] does the handshake), then TLS for `wss` and the WebSocket handshake. The
-    /// driver drops the future when the core's connect timeout passes. The error text carries
-    /// no URL (the URI holds the one-use ticket) and no proxy credential.
+    /// TCP (`TCP_NODELAY`) to the host of `uri`, or to `options.proxy` and a `CONNECT` tunnel
+    /// through it ([`open_tunnel`] does the handshake), then TLS for `wss` and the WebSocket
+    /// handshake with `options.websocket`. The driver drops the future when the core's connect
+    /// timeout passes. The error text carries no URL (the URI holds the one-use ticket) and no
+    /// proxy credential.
     fn connect(
         &self,
         uri: &http::Uri,
-        tls: &Arc<rustls::ClientConfig>,
-        proxy: Option<&ProxyUrl>,
+        options: &ConnectOptions,
     ) -> BoxFuture<'static, Result<Self::WebSocket, String>>;
 
     /// A timer that fires at `at`.

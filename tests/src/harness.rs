@@ -196,6 +196,8 @@ pub struct Tweaks {
     pub retry_max_delay: Option<Duration>,
     /// `handler_timeout`.
     pub handler_timeout: Option<Duration>,
+    /// `limits.max_frame_bytes`.
+    pub max_frame_bytes: Option<usize>,
     /// The builder's `connections`.
     pub connections: Option<usize>,
     /// The builder's `proxies` (`None`: the builder's default, the environment's).

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             handler_panic_is_contained,
             hanging_handler_is_cancelled_at_the_handler_timeout,
             several_connections_share_dedup_and_ack_on_their_own,
+            the_frame_limit_bounds_websocket_messages,
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {$(

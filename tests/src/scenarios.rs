@@ -648,3 +648,41 @@ pub async fn several_connections_share_dedup_and_ack_on_their_own(h: &dyn Harnes
     bot.join().await.unwrap();
     no_violations(&sim.snapshot());
 }
+
+/// The configured frame limit bounds what the WebSocket reads: a frame over the limit (but
+/// under four times it) is nacked 400 by its salvaged id; a message over four times the limit
+/// ends the connection before it is buffered whole, and the client reconnects.
+pub async fn the_frame_limit_bounds_websocket_messages(h: &dyn Harness) {
+    const LIMIT: usize = 16 * 1024;
+    let sim = sim().await;
+    let mut tweaks = fast_reconnect();
+    tweaks.max_frame_bytes = Some(LIMIT);
+    let spec = Arc::new(BotSpec {
+        echo: false,
+        tweaks,
+        ..BotSpec::default()
+    });
+    let bot = h.start(&sim.control(), creds(&sim), spec.clone());
+    sim.wait_connections(1, T).await.unwrap();
+    let over = sim.bot_text(&"x".repeat(2 * LIMIT), Chat::Private);
+    let ack = sim.wait_ack(&over, T).await.unwrap();
+    assert_eq!(ack.code, 400, "{}: an oversized frame is nacked", h.name());
+    assert_eq!(spec.seen.count(&over), 0);
+    let huge = sim.bot_text(&"y".repeat(5 * LIMIT), Chat::Private);
+    let snap = sim
+        .wait_for("a new connection", T, |s| {
+            s.opens.len() >= 2 && s.open_conns() >= 1 && s.conns.len() >= 2
+        })
+        .await
+        .unwrap();
+    assert!(
+        snap.acks_for(&huge).is_empty(),
+        "{}: the huge message is never read",
+        h.name()
+    );
+    sim.wait_connections(1, T).await.unwrap();
+    let fine = sim.bot_text("small again", Chat::Private);
+    assert_eq!(sim.wait_ack(&fine, T).await.unwrap().code, 200);
+    bot.stop();
+    bot.join().await.unwrap();
+}

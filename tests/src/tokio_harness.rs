@@ -41,6 +41,9 @@ pub fn apply_tweaks(t: &Tweaks, c: &mut StreamConfig) {
     if let Some(v) = t.connections {
         c.connections = v;
     }
+    if let Some(v) = t.max_frame_bytes {
+        c.limits.max_frame_bytes = v;
+    }
 }
 
 struct Running {

@@ -299,10 +299,9 @@ impl dingtalk_driver::runtime::Runtime for CountingTokio {
     fn connect(
         &self,
         uri: &http::Uri,
-        tls: &Arc<rustls::ClientConfig>,
-        proxy: Option<&dingtalk_core::proxy::ProxyUrl>,
+        options: &dingtalk_driver::runtime::ConnectOptions,
     ) -> dingtalk_driver::runtime::BoxFuture<'static, Result<Self::WebSocket, String>> {
-        dingtalk_driver::runtime::Tokio.connect(uri, tls, proxy)
+        dingtalk_driver::runtime::Tokio.connect(uri, options)
     }
 
     fn timer(&self, at: std::time::Instant) -> Self::Timer {

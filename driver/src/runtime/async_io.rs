@@ -30,12 +30,12 @@ impl Runtime for AsyncIo {
     fn connect(
         &self,
         uri: &http::Uri,
-        tls: &Arc<rustls::ClientConfig>,
-        proxy: Option<&ProxyUrl>,
+        options: &super::ConnectOptions,
     ) -> BoxFuture<'static, Result<Ws, String>> {
         let uri = uri.clone();
-        let proxy = proxy.cloned();
-        let connector = futures_rustls::TlsConnector::from(tls.clone());
+        let proxy = options.proxy.clone();
+        let websocket = options.websocket;
+        let connector = futures_rustls::TlsConnector::from(options.tls.clone());
         Box::pin(async move {
             let (host, port) = super::host_port(&uri)?;
             let mut tcp = match &proxy {
@@ -54,7 +54,7 @@ impl Runtime for AsyncIo {
                 uri,
                 tcp,
                 Some(connector),
-                Some(crate::driver::ws_config()),
+                Some(websocket),
             )
             .await
             .map(|(ws, _)| ws)

@@ -56,18 +56,18 @@ impl Runtime for Tokio {
     fn connect(
         &self,
         uri: &http::Uri,
-        tls: &Arc<rustls::ClientConfig>,
-        proxy: Option<&ProxyUrl>,
+        options: &super::ConnectOptions,
     ) -> BoxFuture<'static, Result<Ws, String>> {
         let uri = uri.clone();
-        let proxy = proxy.cloned();
-        let connector = tokio_tungstenite::Connector::Rustls(tls.clone());
+        let proxy = options.proxy.clone();
+        let websocket = options.websocket;
+        let connector = tokio_tungstenite::Connector::Rustls(options.tls.clone());
         Box::pin(async move {
             let tcp = tcp(&uri, proxy).await?;
             tokio_tungstenite::client_async_tls_with_config(
                 uri,
                 tcp,
-                Some(crate::driver::ws_config()),
+                Some(websocket),
                 Some(connector),
             )
             .await
