@@ -160,7 +160,35 @@ impl<H: HttpClient> ApiClient<H> {
     /// Runs `call`: fetches or reuses the access token, refreshes it and retries once on a
     /// token error, and retries rate-limited or busy answers per the [`RetryPolicy`].
     pub async fn call<C: ApiCall + ?Sized>(&self, call: &C) -> Result<C::Output, ClientError> {
-        let needs_token = call.spec()?.needs_token;
+        let spec = call.spec()?;
+        let endpoint = match &spec.target {
+            dingtalk_core::api::Target::Api(path) | dingtalk_core::api::Target::Oapi(path) => {
+                path.clone()
+            }
+            // Never the URL: it carries the webhook's credential.
+            dingtalk_core::api::Target::Webhook(_) => "webhook".to_owned(),
+        };
+        let result = self.call_inner(call, spec.needs_token).await;
+        let label = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(ClientError::Api(e)) => e.code.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
+            Err(_) => "transport".to_owned(),
+        };
+        metrics::counter!(
+            "dingtalk_api_calls_total",
+            "app" => self.robot_code.to_string(),
+            "endpoint" => endpoint,
+            "result" => label,
+        )
+        .increment(1);
+        result
+    }
+
+    async fn call_inner<C: ApiCall + ?Sized>(
+        &self,
+        call: &C,
+        needs_token: bool,
+    ) -> Result<C::Output, ClientError> {
         let mut attempts = Attempts::new(self.retry);
         loop {
             let token = if needs_token {

@@ -128,6 +128,7 @@ pub struct ClientBuilder<R: Runtime> {
         Arc<dyn crate::StateStore>,
         dingtalk_core::store::StoreConfig,
     )>,
+    hook: Option<crate::LifecycleHook>,
 }
 
 impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
@@ -152,7 +153,20 @@ impl<R: Runtime> ClientBuilder<R> {
             retry: RetryPolicy::default(),
             proxy: ProxyChoice::Env,
             state: None,
+            hook: None,
         }
+    }
+
+    /// Calls `hook` on every connection change: connected, draining, disconnected, an open
+    /// attempt failed, a reconnect scheduled, stopped ([`Lifecycle`](crate::Lifecycle)). It runs
+    /// on the client's task: it must return quickly.
+    #[must_use]
+    pub fn on_lifecycle(
+        mut self,
+        hook: impl Fn(&crate::Lifecycle<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
     }
 
     /// Shares state with the other replicas of this app through `store` (Redis with the
@@ -381,6 +395,8 @@ impl<R: Runtime> ClientBuilder<R> {
                 api,
                 state,
                 stats: std::sync::Mutex::new(None),
+                presence: crate::observe::Presence::default(),
+                hook: self.hook,
                 handlers: self.handlers,
                 stop: Arc::new(StopSignal::default()),
                 running: AtomicBool::new(false),
@@ -398,6 +414,8 @@ pub(crate) struct Shared<R: Runtime> {
     pub(crate) api: ApiClient<R::Http>,
     pub(crate) state: Option<Arc<crate::store::SharedState>>,
     pub(crate) stats: std::sync::Mutex<Option<ClientStats>>,
+    pub(crate) presence: crate::observe::Presence,
+    pub(crate) hook: Option<crate::LifecycleHook>,
     pub(crate) handlers: Handlers<R::Http>,
     pub(crate) stop: Arc<StopSignal>,
     running: AtomicBool,
@@ -502,6 +520,18 @@ impl<R: Runtime> Client<R> {
         &self.shared.proxies
     }
 
+    /// Whether a connection is open (frames can arrive) now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.presence.open() > 0
+    }
+
+    /// Resolves `true` once a connection is open (at once if one is), or `false` when `run`
+    /// returns before one opens. Called before `run` starts, it waits for the run. Use it to
+    /// hold readiness probes or start-up work until the bot can receive messages.
+    pub async fn wait_connected(&self) -> bool {
+        self.shared.presence.connected().await
+    }
+
     /// The counters of the current (or last) run, at most 50 ms old: frames, acks,
     /// duplicates, handler timeouts..., and per connection (which of the app's connections it
     /// serves, its state, its frames and acks). `None` before the first run.
@@ -535,7 +565,8 @@ impl<R: Runtime> Client<R> {
         if self.shared.running.swap(true, Ordering::SeqCst) {
             return Err(Error::Config("this client is already running".into()));
         }
-        let _running = Running(&self.shared.running);
+        self.shared.presence.start();
+        let _running = Running(&self.shared);
         let mut config = self.shared.config.clone();
         config.rng_seed = seed();
         let session = Session::new(config, Instant::now())?;
@@ -560,12 +591,17 @@ pub struct ClientStats {
     pub at: Instant,
 }
 
-/// Clears the running flag however `run` ends (returned or dropped).
-struct Running<'a>(&'a AtomicBool);
+/// However `run` ends (returned or dropped): clears the running flag, marks the client
+/// disconnected, and tells the lifecycle hook.
+struct Running<'a, R: Runtime>(&'a Shared<R>);
 
-impl Drop for Running<'_> {
+impl<R: Runtime> Drop for Running<'_, R> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.0.presence.end();
+        if let Some(hook) = &self.0.hook {
+            hook(&crate::Lifecycle::Stopped);
+        }
+        self.0.running.store(false, Ordering::SeqCst);
     }
 }
 

@@ -120,6 +120,7 @@ pub(crate) struct Driver<R: Runtime> {
     fatal: Option<dingtalk_core::Error>,
     /// When the session's counters were last copied to [`Shared::stats`].
     published: Option<Instant>,
+    metrics: Arc<crate::observe::Metrics>,
 }
 
 /// How often the session's counters are copied where [`Client::stats`](crate::Client::stats)
@@ -159,6 +160,14 @@ impl<R: Runtime> Driver<R> {
         let now = Instant::now();
         let (done_tx, done_rx) = mpsc::unbounded();
         let timer = rt.timer(now);
+        let metrics = Arc::new(crate::observe::Metrics::new(
+            shared.config.credentials.client_id(),
+            shared
+                .config
+                .subscriptions
+                .iter()
+                .map(|s| s.topic.to_string()),
+        ));
         let mut driver = Self {
             rt,
             shared,
@@ -179,6 +188,7 @@ impl<R: Runtime> Driver<R> {
             finished: None,
             fatal: None,
             published: None,
+            metrics,
         };
         driver.drain();
         driver
@@ -218,7 +228,10 @@ impl<R: Runtime> Driver<R> {
                 Output::Close { conn } => self.close(conn),
                 Output::PauseReading => self.paused = true,
                 Output::ResumeReading => self.paused = false,
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => {
+                    log_event(&event);
+                    self.observe(&event);
+                }
                 Output::Error(error) => {
                     tracing::error!(%error, "DingTalk Stream stopped");
                     self.fatal = Some(error);
@@ -269,10 +282,47 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
+    /// Tells the presence, the metrics and the lifecycle hook about a session event.
+    fn observe(&mut self, event: &SessionEvent) {
+        let changes = matches!(
+            event,
+            SessionEvent::Connected { .. }
+                | SessionEvent::Draining { .. }
+                | SessionEvent::ConnectionLost { .. }
+        );
+        let open = if changes {
+            self.session
+                .connection_stats()
+                .iter()
+                .filter(|c| c.state == dingtalk_core::session::ConnPhase::Open)
+                .count()
+        } else {
+            self.shared.presence.open()
+        };
+        self.metrics.event(event, open);
+        if let (Some(hook), Some(change)) =
+            (&self.shared.hook, crate::observe::lifecycle(event, open))
+        {
+            hook(&change);
+        }
+        // After the hook: whoever `wait_connected` wakes finds the hook has seen the change.
+        if changes {
+            self.shared.presence.set_open(open);
+        }
+    }
+
     /// Polls the handler once inline; a call that is still pending goes to the runtime or to
     /// the driver's own set.
     fn deliver(&mut self, delivery: Delivery) {
         let id = delivery.id;
+        let route = delivery.route.0;
+        self.metrics.delivered(route);
+        let started = Instant::now();
+        let span = tracing::debug_span!(
+            "dingtalk.delivery",
+            topic = %delivery.frame.topic(),
+            message_id = %delivery.frame.message_id(),
+        );
         let Some(handler) = self.shared.handlers.get(delivery.route).cloned() else {
             // Subscriptions come from registered handlers; only a subscription added through
             // `configure` without a handler gets here.
@@ -297,27 +347,45 @@ impl<R: Runtime> Driver<R> {
                 )
             }
         };
+        if !span.is_disabled() {
+            // Only an enabled span costs the extra box.
+            call = Box::pin(tracing::Instrument::instrument(call, span));
+        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut cx))) {
-            Ok(Poll::Ready(outcome)) => self.ready.push((id, outcome)),
+            Ok(Poll::Ready(outcome)) => {
+                self.metrics
+                    .finished(route, Some(&outcome), started.elapsed());
+                self.ready.push((id, outcome));
+            }
             Ok(Poll::Pending) => {
                 let tx = self.done_tx.clone();
                 let (call, abort) = futures_util::future::abortable(call);
                 self.aborts.insert(id, abort);
+                let metrics = self.metrics.clone();
                 let task: BoxFuture<'static, ()> = Box::pin(async move {
                     // Cancelled (`Err`): the core already freed the slot; nothing to report.
                     let outcome = match AssertUnwindSafe(call).catch_unwind().await {
                         Ok(Ok(outcome)) => outcome,
-                        Ok(Err(futures_util::future::Aborted)) => return,
+                        Ok(Err(futures_util::future::Aborted)) => {
+                            metrics.finished(route, None, started.elapsed());
+                            return;
+                        }
                         Err(_) => panicked(),
                     };
+                    metrics.finished(route, Some(&outcome), started.elapsed());
                     let _ = tx.unbounded_send((id, outcome));
                 });
                 if let Some(task) = self.rt.spawn(task) {
                     self.local.push(task);
                 }
             }
-            Err(_) => self.ready.push((id, panicked())),
+            Err(_) => {
+                let outcome = panicked();
+                self.metrics
+                    .finished(route, Some(&outcome), started.elapsed());
+                self.ready.push((id, outcome));
+            }
         }
     }
 
@@ -544,6 +612,7 @@ impl<R: Runtime> Drop for Driver<R> {
         for (_, handle) in self.aborts.drain() {
             handle.abort();
         }
+        self.metrics.stopped();
     }
 }
 

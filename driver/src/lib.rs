@@ -35,6 +35,7 @@ mod client;
 mod context;
 mod driver;
 mod handler;
+pub mod observe;
 #[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
 mod redis;
 pub mod runtime;
@@ -53,6 +54,7 @@ pub use dingtalk_core::api::retry::RetryPolicy;
 pub use dingtalk_core::error::ClientError;
 pub use dingtalk_core::store::{OnStoreError, StoreConfig};
 pub use handler::{Handler, HandlerError};
+pub use observe::{Lifecycle, LifecycleHook};
 #[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
 pub use redis::RedisStore;
 pub use store::{StateStore, StoreError};

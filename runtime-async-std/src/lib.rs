@@ -60,7 +60,7 @@ pub use dingtalk_driver::{
     env_config, env_proxies, unix_ms,
 };
 pub use dingtalk_driver::{
-    ClientStats, GroupError, OnStoreError, StateStore, StoreConfig, StoreError,
+    ClientStats, GroupError, Lifecycle, OnStoreError, StateStore, StoreConfig, StoreError,
 };
 
 /// A DingTalk Stream client on the async-io stack; see [`dingtalk_driver::Client`].

@@ -73,7 +73,7 @@ pub use dingtalk_driver::{
     env_config, env_proxies, unix_ms,
 };
 pub use dingtalk_driver::{
-    ClientStats, GroupError, OnStoreError, StateStore, StoreConfig, StoreError,
+    ClientStats, GroupError, Lifecycle, OnStoreError, StateStore, StoreConfig, StoreError,
 };
 
 type Inner = dingtalk_driver::Client<AsyncIo>;
@@ -357,6 +357,16 @@ impl ClientBuilder {
         self.map(|b| b.state_store(store, config))
     }
 
+    /// Calls `hook` on every connection change (connected, draining, disconnected, open
+    /// failed, reconnecting, stopped), on the client's thread: it must return quickly.
+    #[must_use]
+    pub fn on_lifecycle(
+        self,
+        hook: impl Fn(&dingtalk_driver::Lifecycle<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.map(|b| b.on_lifecycle(hook))
+    }
+
     /// Connects directly, whatever `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` say.
     #[must_use]
     pub fn no_proxy(self) -> Self {
@@ -521,6 +531,24 @@ impl Client {
         self.inner.proxies()
     }
 
+    /// Whether a connection is open (frames can arrive) now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// Waits up to `timeout` for a connection to open: `true` once one is, `false` when
+    /// `run` returned first or the time ran out. Called before `run` starts (from another
+    /// thread), it waits for the run.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        block_on(async {
+            let connected = std::pin::pin!(self.inner.wait_connected());
+            let timer = std::pin::pin!(async_io::Timer::after(timeout));
+            futures_lite_select(connected, timer)
+                .await
+                .unwrap_or_default()
+        })
+    }
+
     /// The counters of the current (or last) run; see [`dingtalk_driver::Client::stats`].
     pub fn stats(&self) -> Option<ClientStats> {
         self.inner.stats()
@@ -571,4 +599,24 @@ impl Group {
     pub fn run(&self) -> Result<(), GroupError> {
         block_on(self.inner.run())
     }
+}
+
+/// The first of `a` (its value) and `b` (`None`).
+async fn futures_lite_select<A, B>(a: A, b: B) -> Option<A::Output>
+where
+    A: std::future::Future + Unpin,
+    B: std::future::Future + Unpin,
+{
+    let mut a = a;
+    let mut b = b;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(v) = std::pin::Pin::new(&mut a).poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        if std::pin::Pin::new(&mut b).poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

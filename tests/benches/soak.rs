@@ -35,6 +35,11 @@ const WINDOW: usize = 256;
 const REDELIVER_AFTER: Duration = Duration::from_secs(3);
 /// The client's handler timeout: hanging handlers are cancelled after it.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a hanging blocking handler blocks its thread: 30 times the handler timeout (the
+/// async adapters' hanging handlers never finish; they are cancelled). A plain function
+/// cannot be stopped from outside, so one that never returns keeps its thread for ever, which
+/// no SDK can reclaim; `SOAK_HANG_FOREVER=1` makes it never return, to measure that cost.
+const BLOCKING_HANG: Duration = Duration::from_secs(30);
 /// Message ids the client remembers. The dedup window (ids ÷ frame rate) must outlast the
 /// redelivery delay, or a copy redelivered after its ack was lost runs the handler again: the
 /// default 10 000 covers 2 s at 5 000 frames/s, less than [`REDELIVER_AFTER`].
@@ -68,7 +73,12 @@ fn main() {
         "soak: {frames} frames per adapter (90 % bot messages, 10 % events), seed {seed}, window {WINDOW}, handler timeout {HANDLER_TIMEOUT:?}"
     );
     println!(
-        "faults per frame: disconnect 1/25000, TCP reset 1/25000, duplicate 1/300, malformed 1/2000, token expiry 1/20000, token endpoint failing twice 1/20000; handlers: slow (20 ms) 1/200, API call 1/1000, hanging 1/{hang_every} (0: none)\n"
+        "faults per frame: disconnect 1/25000, TCP reset 1/25000, duplicate 1/300, malformed 1/2000, token expiry 1/20000, token endpoint failing twice 1/20000; handlers: slow (20 ms) 1/200, API call 1/1000, hanging 1/{hang_every} (0: none; async: never returns, blocking: {})\n",
+        if std::env::var_os("SOAK_HANG_FOREVER").is_some() {
+            "never returns".to_owned()
+        } else {
+            format!("blocks {BLOCKING_HANG:?}")
+        }
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -533,9 +543,10 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                 .on_bot_message(move |ctx| {
                     called(ctx.frame().message_id());
                     match ctx.text().unwrap_or_default() {
-                        "hang" => loop {
+                        "hang" if std::env::var_os("SOAK_HANG_FOREVER").is_some() => loop {
                             std::thread::park();
                         },
+                        "hang" => std::thread::sleep(BLOCKING_HANG),
                         "slow" => std::thread::sleep(Duration::from_millis(20)),
                         "api" => {
                             let call = api_call(ctx.message(), ctx.api().robot_code());

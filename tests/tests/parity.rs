@@ -64,6 +64,7 @@ macro_rules! surface {
                 .http_timeout(Duration::from_secs(5))
                 .handler_timeout(Duration::from_secs(60))
                 .retry_policy(RetryPolicy::default())
+                .on_lifecycle(|_change: &$krate::Lifecycle<'_>| {})
                 .proxy("http://u:p@proxy.invalid:3128")
                 .no_proxy()
                 .proxies(
@@ -82,6 +83,7 @@ macro_rules! surface {
             assert_eq!(client.config().handler_timeout, Duration::from_secs(60));
             assert!(client.proxies().https().is_some(), "the last proxy setting wins");
             let _: Option<$krate::ClientStats> = client.stats();
+            assert!(!client.is_connected());
             let shown = format!("{:?}", Client::builder(credentials.clone()).proxy("http://u:SECRET@h:1"));
             assert!(shown.contains("proxy") && !shown.contains("SECRET"), "{shown}");
             let shown = format!(

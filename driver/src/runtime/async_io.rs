@@ -144,6 +144,9 @@ impl Ureq {
     }
 }
 
+/// A ureq connection's input buffer (and largest answer head); its output buffer is half.
+const BUFFER: usize = 32 * 1024;
+
 /// Most idle keep-alive connections kept per host: the default handler concurrency, so N replies
 /// in flight reuse N connections instead of opening one per reply.
 const IDLE_PER_HOST: usize = 64;
@@ -228,6 +231,12 @@ fn agent(settings: &HttpSettings, proxy: Option<&ProxyUrl>) -> Result<ureq::Agen
         .no_delay(true)
         .max_idle_connections_per_host(IDLE_PER_HOST)
         .max_idle_connections(IDLE_PER_HOST * 2)
+        // Each pooled connection keeps its buffers (128 KiB each way by default): 64 kept
+        // connections would hold 16 MiB. DingTalk's answers have small headers; bodies stream
+        // through the input buffer.
+        .input_buffer_size(BUFFER)
+        .output_buffer_size(BUFFER / 2)
+        .max_response_header_size(BUFFER)
         .build();
     use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
     // ureq speaks HTTP/1.1 only: a configuration that offers h2 must not get it.
