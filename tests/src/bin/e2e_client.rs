@@ -1,0 +1,214 @@
+//! A client of the e2e bench (`tests/benches/e2e.rs`), in a binary of its own so that its
+//! peak RSS and CPU are the client's alone: `e2e_client <floor|tokio|tokio-1thread|async-std|
+//! blocking> <gateway base URL> <plain|replies> <connections> <redis URL or ->`.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)] // a bench helper
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dingtalk_core::{Credentials, Endpoints};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Replies,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = if args[3] == "replies" {
+        Mode::Replies
+    } else {
+        Mode::Plain
+    };
+    child(
+        &args[1],
+        &args[2],
+        mode,
+        args[4].parse().unwrap(),
+        Some(args[5].as_str()).filter(|u| *u != "-"),
+    );
+}
+
+fn child(client: &str, base: &str, mode: Mode, conns: usize, redis: Option<&str>) {
+    let creds = Credentials::new("bench-client-id", "bench-client-secret");
+    let endpoints = Endpoints::single(base);
+    let reply = mode == Mode::Replies;
+    match client {
+        "floor" => floor(base, reply),
+        "tokio" | "tokio-1thread" => {
+            let rt = if client == "tokio" {
+                tokio::runtime::Runtime::new().unwrap()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
+            let mut builder = dingtalk_tokio::Client::builder(creds)
+                .endpoints(endpoints)
+                .connections(conns);
+            if let Some(url) = redis {
+                let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
+                builder =
+                    builder.state_store(Arc::new(store), dingtalk_tokio::StoreConfig::default());
+            }
+            let client = builder
+                .on_bot_message(move |ctx| async move {
+                    if reply {
+                        ctx.reply_text("ok").await?;
+                    }
+                    Ok::<(), dingtalk_tokio::HandlerError>(())
+                })
+                .build()
+                .unwrap();
+            rt.block_on(client.run()).unwrap();
+        }
+        "blocking" => {
+            let client = dingtalk_blocking::Client::builder(creds)
+                .endpoints(endpoints)
+                .on_bot_message(move |ctx| {
+                    if reply {
+                        ctx.reply_text("ok")?;
+                    }
+                    Ok::<(), dingtalk_blocking::HandlerError>(())
+                })
+                .build()
+                .unwrap();
+            client.run().unwrap();
+        }
+        "async-std" => {
+            let client = dingtalk_async_std::Client::builder(creds)
+                .endpoints(endpoints)
+                .on_bot_message(move |ctx| async move {
+                    if reply {
+                        ctx.reply_text("ok").await?;
+                    }
+                    Ok::<(), dingtalk_async_std::HandlerError>(())
+                })
+                .build()
+                .unwrap();
+            async_std::task::block_on(client.run()).unwrap();
+        }
+        other => panic!("unknown client {other}"),
+    }
+}
+
+/// The floor: open a connection, then read frames and ack each with its `messageId`, flushing
+/// once per burst. Nothing else: no dedup, no keepalive, no handler, no reconnect. In replies
+/// mode it posts each frame's reply over reqwest's keep-alive pool, at most 64 at once.
+fn floor(base: &str, reply: bool) {
+    use futures_util::{FutureExt, SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    #[derive(serde::Deserialize)]
+    struct Headers<'a> {
+        #[serde(rename = "messageId", borrow)]
+        message_id: &'a str,
+    }
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(borrow)]
+        headers: Headers<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct FrameWithData<'a> {
+        #[serde(borrow)]
+        data: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        #[serde(rename = "sessionWebhook")]
+        session_webhook: Option<String>,
+    }
+    let base = base.to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let tls = dingtalk_tokio::default_tls_config().unwrap();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .tcp_nodelay(true)
+            .build()
+            .unwrap();
+        let open: serde_json::Value = http
+            .post(format!("{base}/v1.0/gateway/connections/open"))
+            .json(&serde_json::json!({
+                "clientId": "bench-client-id", "clientSecret": "bench-client-secret",
+                "subscriptions": [{"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}],
+                "ua": "floor",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}?ticket={}",
+            open["endpoint"].as_str().unwrap(),
+            open["ticket"].as_str().unwrap()
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+            .await
+            .unwrap();
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        let handle = |msg: Message| {
+            let Message::Text(t) = msg else { return None };
+            let f = serde_json::from_str::<Frame<'_>>(t.as_str()).ok()?;
+            if f.headers.message_id.starts_with('p') {
+                // A SYSTEM ping: echo its data, as the protocol requires.
+                let data = serde_json::from_str::<FrameWithData<'_>>(t.as_str()).ok()?.data?;
+                let ack = serde_json::json!({
+                    "code": 200, "message": "OK", "data": data,
+                    "headers": {"contentType": "application/json", "messageId": f.headers.message_id},
+                });
+                return Some(Message::text(ack.to_string()));
+            }
+            let ack = format!(
+                r#"{{"code":200,"headers":{{"contentType":"application/json","messageId":"{}"}},"message":"OK","data":"{{\"response\":null}}"}}"#,
+                f.headers.message_id
+            );
+            if reply && f.headers.message_id.starts_with('m') {
+                let webhook = serde_json::from_str::<FrameWithData<'_>>(t.as_str())
+                    .ok()
+                    .and_then(|f| f.data)
+                    .and_then(|d| serde_json::from_str::<Data>(&d).ok())
+                    .and_then(|d| d.session_webhook);
+                if let Some(url) = webhook {
+                    let http = http.clone();
+                    let permits = permits.clone();
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        let _ = http
+                            .post(url)
+                            .json(&serde_json::json!({"msgtype": "text", "text": {"content": "ok"}}))
+                            .send()
+                            .await;
+                    });
+                }
+            }
+            Some(Message::text(ack))
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let mut acks = Vec::new();
+            acks.extend(handle(msg));
+            while let Some(Some(Ok(msg))) = ws.next().now_or_never() {
+                acks.extend(handle(msg));
+            }
+            for ack in acks {
+                if ws.feed(ack).await.is_err() {
+                    return;
+                }
+            }
+            if ws.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+}
