@@ -59,16 +59,13 @@ impl Mode {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("--generator") => {
-            return generator(
-                args[2].parse().unwrap(),
-                args[3].parse().unwrap(),
-                Mode::parse(&args[4]),
-                args[5].parse().unwrap(),
-            );
-        }
-        _ => {}
+    if args.get(1).map(String::as_str) == Some("--generator") {
+        return generator(
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+            Mode::parse(&args[4]),
+            args[5].parse().unwrap(),
+        );
     }
     let mut frames = 200_000usize;
     let mut reply_frames = 20_000usize;
