@@ -150,6 +150,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod model;
 pub mod proxy;
+pub mod router;
 pub mod session;
 pub mod store;
 pub mod topic;

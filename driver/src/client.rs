@@ -129,6 +129,7 @@ pub struct ClientBuilder<R: Runtime> {
         dingtalk_core::store::StoreConfig,
     )>,
     hook: Option<crate::LifecycleHook>,
+    router_error: Option<String>,
 }
 
 impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
@@ -154,6 +155,7 @@ impl<R: Runtime> ClientBuilder<R> {
             proxy: ProxyChoice::Env,
             state: None,
             hook: None,
+            router_error: None,
         }
     }
 
@@ -298,6 +300,18 @@ impl<R: Runtime> ClientBuilder<R> {
         self.handler(Subscription::callback(topic::BOT_MESSAGE), handler::bot(f))
     }
 
+    /// Routes chatbot messages through `router` (commands, kinds, text, fallback, `/help`;
+    /// see [`Router`](crate::Router)) instead of one `on_bot_message` handler. An invalid
+    /// command name fails [`ClientBuilder::build`].
+    #[must_use]
+    pub fn router(mut self, router: crate::Router<R::Http>) -> Self {
+        if let Some(e) = router.error() {
+            self.router_error = Some(e.to_string());
+        }
+        let router = Arc::new(router);
+        self.on_bot_message(move |ctx| router.dispatch(ctx))
+    }
+
     /// Handles delegate ("托管") bot messages (acked on arrival, like bot messages).
     #[must_use]
     pub fn on_delegate_message<F, Fut>(self, f: F) -> Self
@@ -357,6 +371,9 @@ impl<R: Runtime> ClientBuilder<R> {
     /// Builds the client (validates the configuration, sets up TLS and HTTP).
     pub fn build(self) -> Result<Client<R>, Error> {
         self.config.credentials.validate().map_err(Error::Config)?;
+        if let Some(e) = self.router_error {
+            return Err(Error::Config(e));
+        }
         if !(1..=dingtalk_core::config::MAX_CONNECTIONS).contains(&self.config.connections) {
             return Err(Error::Config(format!(
                 "connections must be between 1 and {}",

@@ -38,6 +38,7 @@ mod handler;
 pub mod observe;
 #[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
 mod redis;
+mod router;
 pub mod runtime;
 mod store;
 mod tls;
@@ -57,5 +58,6 @@ pub use handler::{Handler, HandlerError};
 pub use observe::{Lifecycle, LifecycleHook};
 #[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
 pub use redis::RedisStore;
+pub use router::Router;
 pub use store::{StateStore, StoreError};
 pub use tls::default_tls_config;

@@ -67,6 +67,9 @@ pub use dingtalk_driver::{
 pub type Client = dingtalk_driver::Client<AsyncIo>;
 /// Several clients (several apps) run and stopped together; see [`dingtalk_driver::Group`].
 pub type Group = dingtalk_driver::Group<AsyncIo>;
+/// Routes chatbot messages (commands, kinds, text, fallback, `/help`); see
+/// [`dingtalk_driver::Router`].
+pub type Router = dingtalk_driver::Router<Ureq>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<AsyncIo>;
 /// Calls the DingTalk OpenAPI (ureq with keep-alive, on a thread pool); see

@@ -248,6 +248,8 @@ impl BotContext {
 pub struct ClientBuilder {
     inner: dingtalk_driver::ClientBuilder<AsyncIo>,
     pool: ThreadPool,
+    /// A registration that failed (reported by `build`).
+    error: Option<String>,
 }
 
 /// Most handler threads. The session's `max_in_flight` (the builder's `concurrency`) already
@@ -269,6 +271,7 @@ impl ClientBuilder {
         Self {
             inner: dingtalk_driver::ClientBuilder::new(credentials),
             pool: ThreadPool::new("dingtalk-handler", HANDLER_THREADS),
+            error: None,
         }
     }
 
@@ -281,6 +284,7 @@ impl ClientBuilder {
         Self {
             inner: f(self.inner),
             pool: self.pool,
+            error: self.error,
         }
     }
 
@@ -403,6 +407,17 @@ impl ClientBuilder {
         })
     }
 
+    /// Routes chatbot messages through `router` (commands, kinds, text, fallback, `/help`)
+    /// instead of one `on_bot_message` handler. An invalid command name fails `build`.
+    #[must_use]
+    pub fn router(mut self, router: Router) -> Self {
+        if let Some(e) = &router.error {
+            self.error = Some(e.to_string());
+        }
+        let router = Arc::new(router);
+        self.on_bot_message(move |ctx| router.dispatch(ctx))
+    }
+
     /// Handles delegate ("托管") bot messages (acked on arrival).
     #[must_use]
     pub fn on_delegate_message<F>(self, f: F) -> Self
@@ -486,6 +501,9 @@ impl ClientBuilder {
 
     /// Builds the client (validates the configuration, sets up TLS and HTTP).
     pub fn build(self) -> Result<Client, Error> {
+        if let Some(e) = self.error {
+            return Err(Error::Config(e));
+        }
         let inner = self.inner.build()?;
         let api = ApiClient::from_async(inner.api());
         Ok(Client { inner, api })
@@ -513,6 +531,7 @@ impl Client {
         Ok(ClientBuilder {
             inner: Inner::from_env()?,
             pool: ThreadPool::new("dingtalk-handler", HANDLER_THREADS),
+            error: None,
         })
     }
 
@@ -619,4 +638,120 @@ where
         std::task::Poll::Pending
     })
     .await
+}
+
+// ---- router -------------------------------------------------------------------------------
+
+type CommandFn = Arc<dyn Fn(BotContext, String) -> Result<(), HandlerError> + Send + Sync>;
+type MessageFn = Arc<dyn Fn(BotContext) -> Result<(), HandlerError> + Send + Sync>;
+
+/// Routes chatbot messages to plain functions: commands (`/name args`, after any
+/// @-mentions), message kinds, text, a fallback, and `/help` from the commands' help lines.
+/// The same decisions as the async adapters' [`dingtalk_driver::Router`].
+#[derive(Default)]
+pub struct Router {
+    routes: dingtalk_core::router::Routes,
+    commands: Vec<CommandFn>,
+    kinds: Vec<Option<MessageFn>>,
+    text: Option<MessageFn>,
+    fallback: Option<MessageFn>,
+    error: Option<dingtalk_core::router::RouteError>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The command `/name`: `f` gets the context and the text after the name.
+    #[must_use]
+    pub fn command<F>(mut self, name: &str, help: &str, f: F) -> Self
+    where
+        F: Fn(BotContext, String) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        match self.routes.command(name, help) {
+            Ok(_) => self.commands.push(Arc::new(f)),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Messages of `msgtype` (`picture`, `file`, `audio`, `video`, `richText`, ...).
+    #[must_use]
+    pub fn on_kind<F>(mut self, msgtype: &str, f: F) -> Self
+    where
+        F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        let index = self.routes.kind(msgtype);
+        if self.kinds.len() <= index {
+            self.kinds.resize_with(index + 1, || None);
+        }
+        self.kinds[index] = Some(Arc::new(f));
+        self
+    }
+
+    /// Text messages that are not commands.
+    #[must_use]
+    pub fn on_text<F>(mut self, f: F) -> Self
+    where
+        F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.routes.text();
+        self.text = Some(Arc::new(f));
+        self
+    }
+
+    /// Whatever no other handler takes.
+    #[must_use]
+    pub fn fallback<F>(mut self, f: F) -> Self
+    where
+        F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.routes.fallback();
+        self.fallback = Some(Arc::new(f));
+        self
+    }
+
+    /// The help text `/help` answers.
+    pub fn help(&self) -> String {
+        self.routes.help()
+    }
+
+    /// Runs the handler `ctx`'s message goes to, on this thread.
+    pub fn dispatch(&self, ctx: BotContext) -> Result<(), HandlerError> {
+        use dingtalk_core::router::Decision;
+        let decision = self.routes.decide(ctx.message());
+        match decision {
+            Decision::Command { index, args } => match self.commands.get(index) {
+                Some(f) => {
+                    let args = args.to_owned();
+                    f(ctx, args)
+                }
+                None => Ok(()),
+            },
+            Decision::Help { unknown } => {
+                let answer = self.routes.help_answer(unknown);
+                ctx.reply_text(answer)?;
+                Ok(())
+            }
+            Decision::Kind { index } => match self.kinds.get(index).and_then(Option::as_ref) {
+                Some(f) => f(ctx),
+                None => Ok(()),
+            },
+            Decision::Text => self.text.as_ref().map_or(Ok(()), |f| f(ctx)),
+            Decision::Fallback => self.fallback.as_ref().map_or(Ok(()), |f| f(ctx)),
+            _ => Ok(()),
+        }
+    }
 }

@@ -81,6 +81,9 @@ pub use dingtalk_driver::{
 pub type Client = dingtalk_driver::Client<Tokio>;
 /// Several clients (several apps) run and stopped together; see [`dingtalk_driver::Group`].
 pub type Group = dingtalk_driver::Group<Tokio>;
+/// Routes chatbot messages (commands, kinds, text, fallback, `/help`); see
+/// [`dingtalk_driver::Router`].
+pub type Router = dingtalk_driver::Router<Reqwest>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<Tokio>;
 /// Calls the DingTalk OpenAPI over reqwest; see [`dingtalk_driver::ApiClient`].

@@ -1,0 +1,180 @@
+//! A bot's messages routed to typed handlers: commands with their arguments, message kinds,
+//! text, a fallback, and `/help` generated from the commands (the decisions are
+//! [`dingtalk_core::router`]'s). Register it with
+//! [`ClientBuilder::router`](crate::ClientBuilder::router).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dingtalk_core::router::{Decision, RouteError, Routes};
+
+use crate::context::BotContext;
+use crate::handler::HandlerError;
+use crate::runtime::{BoxFuture, HttpClient};
+
+type Reply = BoxFuture<'static, Result<(), HandlerError>>;
+type CommandFn<H> = Arc<dyn Fn(BotContext<H>, String) -> Reply + Send + Sync>;
+type MessageFn<H> = Arc<dyn Fn(BotContext<H>) -> Reply + Send + Sync>;
+
+/// Routes chatbot messages:
+///
+/// ```no_run
+/// # use dingtalk_driver::{Router, HandlerError, runtime::Reqwest};
+/// let router = Router::<Reqwest>::new()
+///     .command("calc", "evaluate an expression, e.g. /calc 1 + 2", |ctx, args| async move {
+///         ctx.reply_text(format!("{args} = ?")).await?;
+///         Ok::<(), HandlerError>(())
+///     })
+///     .on_kind("picture", |ctx| async move {
+///         ctx.reply_text("nice picture").await?;
+///         Ok::<(), HandlerError>(())
+///     })
+///     .on_text(|ctx| async move {
+///         ctx.reply_text("try /help").await?;
+///         Ok::<(), HandlerError>(())
+///     });
+/// ```
+///
+/// A command is `/name args` at the start of a text message, after any @-mentions (so `@Bot
+/// /calc 1+2` in a group works), its name matched without case. `/help` (unless you register
+/// `help`) answers the list of commands with their help lines; an unknown command gets the same
+/// list when no text or fallback handler would take it.
+pub struct Router<H> {
+    routes: Routes,
+    commands: Vec<CommandFn<H>>,
+    kinds: Vec<Option<MessageFn<H>>>,
+    text: Option<MessageFn<H>>,
+    fallback: Option<MessageFn<H>>,
+    error: Option<RouteError>,
+}
+
+impl<H> std::fmt::Debug for Router<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: HttpClient> Default for Router<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: HttpClient> Router<H> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self {
+            routes: Routes::new(),
+            commands: Vec::new(),
+            kinds: Vec::new(),
+            text: None,
+            fallback: None,
+            error: None,
+        }
+    }
+
+    /// The command `/name` (1 to 32 letters, digits, `-`, `_`): `f` gets the context and the
+    /// text after the name. `help` is its line in `/help`. An invalid or repeated name fails
+    /// [`ClientBuilder::build`](crate::ClientBuilder::build).
+    #[must_use]
+    pub fn command<F, Fut>(mut self, name: &str, help: &str, f: F) -> Self
+    where
+        F: Fn(BotContext<H>, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        match self.routes.command(name, help) {
+            Ok(_) => self
+                .commands
+                .push(Arc::new(move |ctx, args| Box::pin(f(ctx, args)))),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Messages of `msgtype` (`picture`, `file`, `audio`, `video`, `richText`, ...).
+    #[must_use]
+    pub fn on_kind<F, Fut>(mut self, msgtype: &str, f: F) -> Self
+    where
+        F: Fn(BotContext<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let index = self.routes.kind(msgtype);
+        if self.kinds.len() <= index {
+            self.kinds.resize_with(index + 1, || None);
+        }
+        self.kinds[index] = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// Text messages that are not commands.
+    #[must_use]
+    pub fn on_text<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(BotContext<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.routes.text();
+        self.text = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// Whatever no other handler takes.
+    #[must_use]
+    pub fn fallback<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(BotContext<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.routes.fallback();
+        self.fallback = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// The help text `/help` answers.
+    pub fn help(&self) -> String {
+        self.routes.help()
+    }
+
+    /// The registration error, if any (checked by the builder).
+    pub(crate) fn error(&self) -> Option<&RouteError> {
+        self.error.as_ref()
+    }
+
+    /// Runs the handler `ctx`'s message goes to.
+    pub fn dispatch(&self, ctx: BotContext<H>) -> Reply {
+        let decision = self.routes.decide(ctx.message());
+        match decision {
+            Decision::Command { index, args } => match self.commands.get(index) {
+                Some(f) => {
+                    let args = args.to_owned();
+                    f(ctx, args)
+                }
+                None => Box::pin(async { Ok(()) }),
+            },
+            Decision::Help { unknown } => {
+                let answer = self.routes.help_answer(unknown);
+                Box::pin(async move {
+                    ctx.reply_text(answer).await?;
+                    Ok(())
+                })
+            }
+            Decision::Kind { index } => match self.kinds.get(index).and_then(Option::as_ref) {
+                Some(f) => f(ctx),
+                None => Box::pin(async { Ok(()) }),
+            },
+            Decision::Text => match &self.text {
+                Some(f) => f(ctx),
+                None => Box::pin(async { Ok(()) }),
+            },
+            Decision::Fallback => match &self.fallback {
+                Some(f) => f(ctx),
+                None => Box::pin(async { Ok(()) }),
+            },
+            _ => Box::pin(async { Ok(()) }),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Routed chatbot messages, on every adapter: a command with its arguments (after an
+//! @-mention in a group), `/help` generated from the commands, a message kind, text, and an
+//! invalid command name failing the build.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
+
+use std::time::Duration;
+
+use dingtalk_core::{Credentials, Endpoints};
+use dingtalk_driver::runtime::Runtime;
+use dingtalk_sim::{Chat, Sim, SimConfig};
+
+const T: Duration = Duration::from_secs(15);
+
+/// Sends the conversation and returns the bot's replies in order.
+async fn conversation(sim: &Sim) -> Vec<String> {
+    sim.wait_connections(1, T).await.unwrap();
+    let mut replies = Vec::new();
+    let steps: [&dyn Fn() -> String; 5] = [
+        &|| sim.bot_text("@RouterBot /CALC 2 3", Chat::Group),
+        &|| sim.bot_text("/help", Chat::Private),
+        &|| sim.bot_text("/nope", Chat::Private),
+        &|| sim.bot_picture(Chat::Private),
+        &|| sim.bot_text("/ping", Chat::Private),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        step();
+        let snap = sim
+            .wait_for("a reply", T, |s| s.webhooks.len() > i)
+            .await
+            .unwrap();
+        replies.push(
+            snap.webhooks[i].body["text"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    replies
+}
+
+fn expected() -> Vec<String> {
+    vec![
+        "sum: 5".into(),
+        "Commands:\n/calc — add numbers, e.g. /calc 1 2\n/ping — are you there?".into(),
+        "text: /nope".into(),
+        "a picture".into(),
+        "pong".into(),
+    ]
+}
+
+fn sum(args: &str) -> i64 {
+    args.split_whitespace()
+        .filter_map(|a| a.parse::<i64>().ok())
+        .sum()
+}
+
+fn async_router<R: Runtime>() -> dingtalk_driver::Router<R::Http> {
+    dingtalk_driver::Router::new()
+        .command(
+            "calc",
+            "add numbers, e.g. /calc 1 2",
+            |ctx, args| async move {
+                ctx.reply_text(format!("sum: {}", sum(&args))).await?;
+                Ok(())
+            },
+        )
+        .command("ping", "are you there?", |ctx, _| async move {
+            ctx.reply_text("pong").await?;
+            Ok(())
+        })
+        .on_kind("picture", |ctx| async move {
+            ctx.reply_text("a picture").await?;
+            Ok(())
+        })
+        .on_text(|ctx| async move {
+            let text = ctx.text().unwrap_or_default().to_owned();
+            ctx.reply_text(format!("text: {text}")).await?;
+            Ok(())
+        })
+}
+
+async fn async_routes<R: Runtime>(
+    block_on: fn(dingtalk_driver::Client<R>) -> Result<(), dingtalk_driver::Error>,
+) {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_driver::Client::<R>::builder(Credentials::new(id.clone(), secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .router(async_router::<R>())
+        .build()
+        .unwrap();
+    let running = std::thread::spawn({
+        let client = client.clone();
+        move || block_on(client)
+    });
+    assert_eq!(conversation(&sim).await, expected());
+    client.stop_handle().stop();
+    running.join().unwrap().unwrap();
+    let bad = dingtalk_driver::Client::<R>::builder(Credentials::new(id, "s"))
+        .router(dingtalk_driver::Router::new().command("two words", "", |_ctx, _| async { Ok(()) }))
+        .build();
+    assert!(
+        matches!(bad, Err(dingtalk_driver::Error::Config(_))),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_router() {
+    async_routes::<dingtalk_driver::runtime::Tokio>(|c| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(c.run())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_std_router() {
+    async_routes::<dingtalk_driver::runtime::AsyncIo>(|c| async_std::task::block_on(c.run())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_router() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let router = dingtalk_blocking::Router::new()
+        .command("calc", "add numbers, e.g. /calc 1 2", |ctx, args| {
+            ctx.reply_text(format!("sum: {}", sum(&args)))?;
+            Ok(())
+        })
+        .command("ping", "are you there?", |ctx, _| {
+            ctx.reply_text("pong")?;
+            Ok(())
+        })
+        .on_kind("picture", |ctx| {
+            ctx.reply_text("a picture")?;
+            Ok(())
+        })
+        .on_text(|ctx| {
+            let text = ctx.text().unwrap_or_default().to_owned();
+            ctx.reply_text(format!("text: {text}"))?;
+            Ok(())
+        });
+    let client = dingtalk_blocking::Client::builder(Credentials::new(id.clone(), secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .router(router)
+        .build()
+        .unwrap();
+    let running = std::thread::spawn({
+        let client = client.clone();
+        move || client.run()
+    });
+    assert_eq!(conversation(&sim).await, expected());
+    client.stop_handle().stop();
+    running.join().unwrap().unwrap();
+    let bad = dingtalk_blocking::Client::builder(Credentials::new(id, "s"))
+        .router(dingtalk_blocking::Router::new().command("", "", |_ctx, _| Ok(())))
+        .build();
+    assert!(
+        matches!(bad, Err(dingtalk_blocking::Error::Config(_))),
+        "{bad:?}"
+    );
+}
