@@ -180,6 +180,36 @@ impl Routes {
     }
 }
 
+/// Handlers keyed by a name: organisation events by `eventType`, card actions by action id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keyed {
+    keys: Vec<String>,
+}
+
+impl Keyed {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `key` (a later registration of the same key replaces it); returns its index.
+    pub fn add(&mut self, key: &str) -> usize {
+        if let Some(i) = self.keys.iter().position(|k| k == key) {
+            return i;
+        }
+        self.keys.push(key.to_owned());
+        self.keys.len() - 1
+    }
+
+    /// The handler of the first of `candidates` that has one (an event's type; a card click's
+    /// action ids, in order).
+    pub fn pick<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> Option<usize> {
+        candidates
+            .into_iter()
+            .find_map(|c| self.keys.iter().position(|k| k == c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests abort on failure
@@ -194,6 +224,18 @@ mod tests {
             v["text"] = serde_json::json!({"content": t});
         }
         ChatbotMessage::from_json(&v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn keyed_handlers_are_picked_by_the_first_candidate_that_has_one() {
+        let mut k = Keyed::new();
+        let add = k.add("user_add_org");
+        let approve = k.add("approve");
+        assert_eq!(k.add("approve"), approve);
+        assert_eq!(k.pick(["user_add_org"]), Some(add));
+        assert_eq!(k.pick(["other", "approve"]), Some(approve));
+        assert_eq!(k.pick(["other"]), None);
+        assert_eq!(k.pick([]), None);
     }
 
     #[test]

@@ -312,6 +312,22 @@ impl<R: Runtime> ClientBuilder<R> {
         self.on_bot_message(move |ctx| router.dispatch(ctx))
     }
 
+    /// Routes organisation events by type through `router` (see
+    /// [`EventRouter`](crate::EventRouter)) instead of one `on_event` handler.
+    #[must_use]
+    pub fn event_router(self, router: crate::EventRouter<R::Http>) -> Self {
+        let router = Arc::new(router);
+        self.on_event(move |ev, api| router.dispatch(ev, api))
+    }
+
+    /// Routes card actions by action id through `router` (see
+    /// [`CardRouter`](crate::CardRouter)) instead of one `on_card_callback` handler.
+    #[must_use]
+    pub fn card_router(self, router: crate::CardRouter<R::Http>) -> Self {
+        let router = Arc::new(router);
+        self.on_card_callback(move |cb, api| router.dispatch(cb, api))
+    }
+
     /// Handles delegate ("托管") bot messages (acked on arrival, like bot messages).
     #[must_use]
     pub fn on_delegate_message<F, Fut>(self, f: F) -> Self

@@ -58,6 +58,6 @@ pub use handler::{Handler, HandlerError};
 pub use observe::{Lifecycle, LifecycleHook};
 #[cfg(any(feature = "redis-tokio", feature = "redis-async-io"))]
 pub use redis::RedisStore;
-pub use router::Router;
+pub use router::{CardRouter, EventRouter, Router};
 pub use store::{StateStore, StoreError};
 pub use tls::default_tls_config;

@@ -6,7 +6,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use dingtalk_core::router::{Decision, RouteError, Routes};
+use dingtalk_core::EventAck;
+use dingtalk_core::model::{CardCallback, CardCallbackResponse, Event};
+use dingtalk_core::router::{Decision, Keyed, RouteError, Routes};
+
+use crate::api::ApiClient;
 
 use crate::context::BotContext;
 use crate::handler::HandlerError;
@@ -175,6 +179,177 @@ impl<H: HttpClient> Router<H> {
                 None => Box::pin(async { Ok(()) }),
             },
             _ => Box::pin(async { Ok(()) }),
+        }
+    }
+}
+
+type EventFn<H> = Arc<
+    dyn Fn(Event, ApiClient<H>) -> BoxFuture<'static, Result<EventAck, HandlerError>> + Send + Sync,
+>;
+type CardFn<H> = Arc<
+    dyn Fn(
+            CardCallback,
+            ApiClient<H>,
+        ) -> BoxFuture<'static, Result<Option<CardCallbackResponse>, HandlerError>>
+        + Send
+        + Sync,
+>;
+
+/// Organisation events routed by `eventType` (`user_add_org`, `org_dept_create`, ...), with a
+/// fallback; an event nobody handles is acked `SUCCESS` (consumed). Register it with
+/// [`ClientBuilder::event_router`](crate::ClientBuilder::event_router).
+pub struct EventRouter<H> {
+    keys: Keyed,
+    handlers: Vec<EventFn<H>>,
+    fallback: Option<EventFn<H>>,
+}
+
+impl<H> std::fmt::Debug for EventRouter<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRouter")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: HttpClient> Default for EventRouter<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: HttpClient> EventRouter<H> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self {
+            keys: Keyed::new(),
+            handlers: Vec::new(),
+            fallback: None,
+        }
+    }
+
+    /// Events of `event_type`.
+    #[must_use]
+    pub fn on<F, Fut>(mut self, event_type: &str, f: F) -> Self
+    where
+        F: Fn(Event, ApiClient<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
+    {
+        let index = self.keys.add(event_type);
+        let f: EventFn<H> = Arc::new(move |ev, api| Box::pin(f(ev, api)));
+        if index < self.handlers.len() {
+            self.handlers[index] = f;
+        } else {
+            self.handlers.push(f);
+        }
+        self
+    }
+
+    /// Events of any other type.
+    #[must_use]
+    pub fn fallback<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Event, ApiClient<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
+    {
+        self.fallback = Some(Arc::new(move |ev, api| Box::pin(f(ev, api))));
+        self
+    }
+
+    /// Runs the handler of `event`'s type.
+    pub fn dispatch(
+        &self,
+        event: Event,
+        api: ApiClient<H>,
+    ) -> BoxFuture<'static, Result<EventAck, HandlerError>> {
+        let f = self
+            .keys
+            .pick([event.event_type.as_str()])
+            .and_then(|i| self.handlers.get(i))
+            .or(self.fallback.as_ref());
+        match f {
+            Some(f) => f(event, api),
+            None => Box::pin(async { Ok(EventAck::Success) }),
+        }
+    }
+}
+
+/// Card actions routed by action id (the first of a click's `actionIds` that has a handler),
+/// with a fallback; an action nobody handles is answered with no update. Register it with
+/// [`ClientBuilder::card_router`](crate::ClientBuilder::card_router).
+pub struct CardRouter<H> {
+    keys: Keyed,
+    handlers: Vec<CardFn<H>>,
+    fallback: Option<CardFn<H>>,
+}
+
+impl<H> std::fmt::Debug for CardRouter<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRouter")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: HttpClient> Default for CardRouter<H> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: HttpClient> CardRouter<H> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self {
+            keys: Keyed::new(),
+            handlers: Vec::new(),
+            fallback: None,
+        }
+    }
+
+    /// Clicks whose `actionIds` include `action_id`.
+    #[must_use]
+    pub fn on_action<F, Fut>(mut self, action_id: &str, f: F) -> Self
+    where
+        F: Fn(CardCallback, ApiClient<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
+    {
+        let index = self.keys.add(action_id);
+        let f: CardFn<H> = Arc::new(move |cb, api| Box::pin(f(cb, api)));
+        if index < self.handlers.len() {
+            self.handlers[index] = f;
+        } else {
+            self.handlers.push(f);
+        }
+        self
+    }
+
+    /// Any other action.
+    #[must_use]
+    pub fn fallback<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(CardCallback, ApiClient<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
+    {
+        self.fallback = Some(Arc::new(move |cb, api| Box::pin(f(cb, api))));
+        self
+    }
+
+    /// Runs the handler of `callback`'s action.
+    pub fn dispatch(
+        &self,
+        callback: CardCallback,
+        api: ApiClient<H>,
+    ) -> BoxFuture<'static, Result<Option<CardCallbackResponse>, HandlerError>> {
+        let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
+        let f = self
+            .keys
+            .pick(ids.iter().map(String::as_str))
+            .and_then(|i| self.handlers.get(i))
+            .or(self.fallback.as_ref());
+        match f {
+            Some(f) => f(callback, api),
+            None => Box::pin(async { Ok(None) }),
         }
     }
 }

@@ -70,6 +70,10 @@ pub type Group = dingtalk_driver::Group<AsyncIo>;
 /// Routes chatbot messages (commands, kinds, text, fallback, `/help`); see
 /// [`dingtalk_driver::Router`].
 pub type Router = dingtalk_driver::Router<Ureq>;
+/// Routes organisation events by type; see [`dingtalk_driver::EventRouter`].
+pub type EventRouter = dingtalk_driver::EventRouter<Ureq>;
+/// Routes card actions by action id; see [`dingtalk_driver::CardRouter`].
+pub type CardRouter = dingtalk_driver::CardRouter<Ureq>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<AsyncIo>;
 /// Calls the DingTalk OpenAPI (ureq with keep-alive, on a thread pool); see

@@ -418,6 +418,20 @@ impl ClientBuilder {
         self.on_bot_message(move |ctx| router.dispatch(ctx))
     }
 
+    /// Routes organisation events by type through `router` instead of one `on_event` handler.
+    #[must_use]
+    pub fn event_router(self, router: EventRouter) -> Self {
+        let router = Arc::new(router);
+        self.on_event(move |ev, api| router.dispatch(ev, api))
+    }
+
+    /// Routes card actions by action id through `router` instead of one `on_card_callback`.
+    #[must_use]
+    pub fn card_router(self, router: CardRouter) -> Self {
+        let router = Arc::new(router);
+        self.on_card_callback(move |cb, api| router.dispatch(cb, api))
+    }
+
     /// Handles delegate ("托管") bot messages (acked on arrival).
     #[must_use]
     pub fn on_delegate_message<F>(self, f: F) -> Self
@@ -753,5 +767,141 @@ impl Router {
             Decision::Fallback => self.fallback.as_ref().map_or(Ok(()), |f| f(ctx)),
             _ => Ok(()),
         }
+    }
+}
+
+type EventFn = Arc<dyn Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync>;
+type CardFn = Arc<
+    dyn Fn(CardCallback, &ApiClient) -> Result<Option<CardCallbackResponse>, HandlerError>
+        + Send
+        + Sync,
+>;
+
+/// Organisation events routed by `eventType` to plain functions, with a fallback; an event
+/// nobody handles is acked `SUCCESS`. See [`dingtalk_driver::EventRouter`].
+#[derive(Default)]
+pub struct EventRouter {
+    keys: dingtalk_core::router::Keyed,
+    handlers: Vec<EventFn>,
+    fallback: Option<EventFn>,
+}
+
+impl std::fmt::Debug for EventRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRouter")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventRouter {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Events of `event_type`.
+    #[must_use]
+    pub fn on<F>(mut self, event_type: &str, f: F) -> Self
+    where
+        F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
+    {
+        let index = self.keys.add(event_type);
+        if index < self.handlers.len() {
+            self.handlers[index] = Arc::new(f);
+        } else {
+            self.handlers.push(Arc::new(f));
+        }
+        self
+    }
+
+    /// Events of any other type.
+    #[must_use]
+    pub fn fallback<F>(mut self, f: F) -> Self
+    where
+        F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
+    {
+        self.fallback = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs the handler of `event`'s type, on this thread.
+    pub fn dispatch(&self, event: Event, api: &ApiClient) -> Result<EventAck, HandlerError> {
+        let f = self
+            .keys
+            .pick([event.event_type.as_str()])
+            .and_then(|i| self.handlers.get(i))
+            .or(self.fallback.as_ref());
+        f.map_or(Ok(EventAck::Success), |f| f(event, api))
+    }
+}
+
+/// Card actions routed by action id to plain functions, with a fallback; an action nobody
+/// handles gets no update. See [`dingtalk_driver::CardRouter`].
+#[derive(Default)]
+pub struct CardRouter {
+    keys: dingtalk_core::router::Keyed,
+    handlers: Vec<CardFn>,
+    fallback: Option<CardFn>,
+}
+
+impl std::fmt::Debug for CardRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRouter")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CardRouter {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Clicks whose `actionIds` include `action_id`.
+    #[must_use]
+    pub fn on_action<F>(mut self, action_id: &str, f: F) -> Self
+    where
+        F: Fn(CardCallback, &ApiClient) -> Result<Option<CardCallbackResponse>, HandlerError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let index = self.keys.add(action_id);
+        if index < self.handlers.len() {
+            self.handlers[index] = Arc::new(f);
+        } else {
+            self.handlers.push(Arc::new(f));
+        }
+        self
+    }
+
+    /// Any other action.
+    #[must_use]
+    pub fn fallback<F>(mut self, f: F) -> Self
+    where
+        F: Fn(CardCallback, &ApiClient) -> Result<Option<CardCallbackResponse>, HandlerError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.fallback = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs the handler of `callback`'s action, on this thread.
+    pub fn dispatch(
+        &self,
+        callback: CardCallback,
+        api: &ApiClient,
+    ) -> Result<Option<CardCallbackResponse>, HandlerError> {
+        let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
+        let f = self
+            .keys
+            .pick(ids.iter().map(String::as_str))
+            .and_then(|i| self.handlers.get(i))
+            .or(self.fallback.as_ref());
+        f.map_or(Ok(None), |f| f(callback, api))
     }
 }

@@ -84,6 +84,10 @@ pub type Group = dingtalk_driver::Group<Tokio>;
 /// Routes chatbot messages (commands, kinds, text, fallback, `/help`); see
 /// [`dingtalk_driver::Router`].
 pub type Router = dingtalk_driver::Router<Reqwest>;
+/// Routes organisation events by type; see [`dingtalk_driver::EventRouter`].
+pub type EventRouter = dingtalk_driver::EventRouter<Reqwest>;
+/// Routes card actions by action id; see [`dingtalk_driver::CardRouter`].
+pub type CardRouter = dingtalk_driver::CardRouter<Reqwest>;
 /// Builds a [`Client`]; see [`dingtalk_driver::ClientBuilder`] for every option and handler.
 pub type ClientBuilder = dingtalk_driver::ClientBuilder<Tokio>;
 /// Calls the DingTalk OpenAPI over reqwest; see [`dingtalk_driver::ApiClient`].

@@ -164,3 +164,107 @@ async fn blocking_router() {
         "{bad:?}"
     );
 }
+
+/// Events by type (`user_add_org` answers `LATER`, any other goes to the fallback, which
+/// answers `SUCCESS`) and card actions by action id (the emulator's button is `sim_button`).
+async fn events_and_cards(sim: &Sim) {
+    sim.wait_connections(1, T).await.unwrap();
+    let add = sim.event("user_add_org", serde_json::json!({"userId": ["u1"]}));
+    let dept = sim.event("org_dept_create", serde_json::json!({"deptId": [7]}));
+    let card = sim.card_callback("track-r", serde_json::json!({"answer": "yes"}));
+    let status = |id: String| async move {
+        let ack = sim.wait_ack(&id, T).await.unwrap();
+        ack.data.clone()
+    };
+    assert_eq!(status(add).await["status"], "LATER");
+    assert_eq!(status(dept).await["status"], "SUCCESS");
+    assert_eq!(
+        status(card).await,
+        serde_json::json!({"response": {"cardData": {"cardParamMap": {"clicked": "sim_button"}}}})
+    );
+}
+
+fn clicked() -> dingtalk_core::model::CardCallbackResponse {
+    dingtalk_core::model::CardCallbackResponse {
+        card_update_options: None,
+        card_data: Some(
+            dingtalk_core::model::CardParamMap::default().with("clicked", "sim_button"),
+        ),
+        user_private_data: None,
+    }
+}
+
+async fn async_events_and_cards<R: Runtime>(
+    block_on: fn(dingtalk_driver::Client<R>) -> Result<(), dingtalk_driver::Error>,
+) {
+    use dingtalk_core::EventAck;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_driver::Client::<R>::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .event_router(
+            dingtalk_driver::EventRouter::new()
+                .on("user_add_org", |_ev, _api| async { Ok(EventAck::Later) })
+                .fallback(|_ev, _api| async { Ok(EventAck::Success) }),
+        )
+        .card_router(
+            dingtalk_driver::CardRouter::new()
+                .on_action("sim_button", |_cb, _api| async { Ok(Some(clicked())) }),
+        )
+        .build()
+        .unwrap();
+    let running = std::thread::spawn({
+        let client = client.clone();
+        move || block_on(client)
+    });
+    events_and_cards(&sim).await;
+    client.stop_handle().stop();
+    running.join().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_event_and_card_routers() {
+    async_events_and_cards::<dingtalk_driver::runtime::Tokio>(|c| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(c.run())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_std_event_and_card_routers() {
+    async_events_and_cards::<dingtalk_driver::runtime::AsyncIo>(|c| {
+        async_std::task::block_on(c.run())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_event_and_card_routers() {
+    use dingtalk_core::EventAck;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_blocking::Client::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .event_router(
+            dingtalk_blocking::EventRouter::new()
+                .on("user_add_org", |_ev, _api| Ok(EventAck::Later))
+                .fallback(|_ev, _api| Ok(EventAck::Success)),
+        )
+        .card_router(
+            dingtalk_blocking::CardRouter::new()
+                .on_action("sim_button", |_cb, _api| Ok(Some(clicked()))),
+        )
+        .build()
+        .unwrap();
+    let running = std::thread::spawn({
+        let client = client.clone();
+        move || client.run()
+    });
+    events_and_cards(&sim).await;
+    client.stop_handle().stop();
+    running.join().unwrap().unwrap();
+}
