@@ -218,6 +218,25 @@ impl<H: HttpClient> ApiClient<H> {
         }
     }
 
+    /// Uploads `bytes` as media of `kind` named `file_name` (`oapi /media/upload`): the content
+    /// type from the extension, a random multipart boundary, the size and extension limits
+    /// checked before sending. The media id can then be sent (`RobotMessage::Image`, `File`,
+    /// `Audio`) or used in cards.
+    pub async fn upload(
+        &self,
+        kind: dingtalk_core::api::media::MediaType,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<dingtalk_core::api::media::Uploaded, ClientError> {
+        let call = dingtalk_core::api::media::MediaUpload::new(
+            kind,
+            file_name,
+            bytes,
+            crate::client::seed(),
+        )?;
+        self.call(&call).await
+    }
+
     /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB; `https://` only
     /// (plain `http://` to loopback, for the emulator).
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {

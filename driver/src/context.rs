@@ -5,6 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use dingtalk_core::api::card::{CardContent, CardResult, CreateAndDeliver};
+use dingtalk_core::api::media::MediaType;
+use dingtalk_core::api::robot::{BatchSendOto, GroupSend, RobotMessage};
 use dingtalk_core::error::ClientError;
 use dingtalk_core::model::{CardParamMap, ChatbotMessage};
 use dingtalk_core::webhook::Message;
@@ -170,6 +172,89 @@ impl<H: HttpClient> BotContext<H> {
             space: self.checked()?.card_space(self.api.robot_code()),
         };
         self.api.call(&call).await
+    }
+
+    /// Sends `message` through the robot API to this conversation: the group (by its open
+    /// conversation id), or the sender of a one-to-one message (by staff id). For what a
+    /// session webhook cannot carry: images, files, voice.
+    pub async fn send_robot(&self, message: RobotMessage) -> Result<(), ClientError> {
+        let m = self.checked()?;
+        let robot_code = self.api.robot_code().to_owned();
+        if m.is_group() {
+            let call = GroupSend {
+                robot_code,
+                open_conversation_id: m.conversation_id.clone(),
+                cool_app_code: None,
+                message,
+            };
+            self.api.call(&call).await.map(|_| ())
+        } else {
+            let user = m.sender_staff_id.clone().ok_or_else(|| {
+                ClientError::Api(ApiError::validation(
+                    "the sender has no staff id (not a member of the bot's org): cannot send to them",
+                ))
+            })?;
+            let call = BatchSendOto {
+                robot_code,
+                user_ids: vec![user],
+                message,
+            };
+            self.api.call(&call).await.map(|_| ())
+        }
+    }
+
+    /// Uploads an image (jpg, gif, png, bmp; ≤ 20 MB, checked before sending) and sends it to
+    /// this conversation.
+    pub async fn reply_image(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let up = self.api.upload(MediaType::Image, file_name, bytes).await?;
+        self.send_robot(RobotMessage::Image {
+            photo_url: up.media_id,
+        })
+        .await
+    }
+
+    /// Uploads a file (doc, docx, xls, xlsx, ppt, pptx, zip, pdf, rar; ≤ 20 MB) and sends it
+    /// to this conversation.
+    pub async fn reply_file(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let file_name = file_name.into();
+        let file_type = file_name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let up = self
+            .api
+            .upload(MediaType::File, file_name.clone(), bytes)
+            .await?;
+        self.send_robot(RobotMessage::File {
+            media_id: up.media_id,
+            file_name,
+            file_type,
+        })
+        .await
+    }
+
+    /// Uploads a voice message (amr, mp3, wav; ≤ 2 MB) lasting `duration_ms` and sends it to
+    /// this conversation.
+    pub async fn reply_voice(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+        duration_ms: u64,
+    ) -> Result<(), ClientError> {
+        let up = self.api.upload(MediaType::Voice, file_name, bytes).await?;
+        self.send_robot(RobotMessage::Audio {
+            media_id: up.media_id,
+            duration_ms,
+        })
+        .await
     }
 
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.

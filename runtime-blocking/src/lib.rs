@@ -139,6 +139,17 @@ impl ApiClient {
         block_on(self.inner.call(call))
     }
 
+    /// Uploads `bytes` as media of `kind` (limits checked first, boundary generated); see
+    /// [`dingtalk_driver::ApiClient::upload`].
+    pub fn upload(
+        &self,
+        kind: dingtalk_core::api::media::MediaType,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<dingtalk_core::api::media::Uploaded, ClientError> {
+        block_on(self.inner.upload(kind, file_name, bytes))
+    }
+
     /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB.
     pub fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {
         block_on(self.inner.get_bytes(url))
@@ -237,6 +248,43 @@ impl BotContext {
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.
     pub fn download(&self, download_code: &str) -> Result<Vec<u8>, ClientError> {
         block_on(self.inner.download(download_code))
+    }
+
+    /// Sends `message` through the robot API to this conversation (the group, or the sender
+    /// of a one-to-one message).
+    pub fn send_robot(
+        &self,
+        message: dingtalk_core::api::robot::RobotMessage,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.send_robot(message))
+    }
+
+    /// Uploads an image (jpg, gif, png, bmp; ≤ 20 MB, checked first) and sends it here.
+    pub fn reply_image(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.reply_image(file_name, bytes))
+    }
+
+    /// Uploads a file (doc, docx, xls, xlsx, ppt, pptx, zip, pdf, rar; ≤ 20 MB) and sends it.
+    pub fn reply_file(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.reply_file(file_name, bytes))
+    }
+
+    /// Uploads a voice message (amr, mp3, wav; ≤ 2 MB) lasting `duration_ms` and sends it.
+    pub fn reply_voice(
+        &self,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+        duration_ms: u64,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.reply_voice(file_name, bytes, duration_ms))
     }
 }
 

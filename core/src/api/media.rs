@@ -93,7 +93,56 @@ impl std::fmt::Debug for MediaUpload {
     }
 }
 
+/// The `Content-Type` of a file by its extension (`application/octet-stream` when unknown).
+pub fn content_type_for(file_name: &str) -> &'static str {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "mp3" => "audio/mpeg",
+        "amr" => "audio/amr",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
 impl MediaUpload {
+    /// An upload of `bytes` named `file_name`, its content type from the extension and a
+    /// boundary drawn from an RNG seeded with `seed` that does not occur in the bytes. Checks
+    /// the size and extension limits of `kind` now, before anything is sent.
+    pub fn new(
+        kind: MediaType,
+        file_name: impl Into<String>,
+        bytes: Vec<u8>,
+        seed: u64,
+    ) -> Result<Self, ApiError> {
+        let file_name = file_name.into();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut upload = Self {
+            kind,
+            content_type: content_type_for(&file_name).to_owned(),
+            file_name,
+            bytes,
+            boundary: String::new(),
+        };
+        for _ in 0..8 {
+            upload.boundary = format!("dingtalk-rs-{:016x}{:016x}", rng.u64(..), rng.u64(..));
+            match upload.validate() {
+                Err(e) if e.message.as_deref().is_some_and(|m| m.contains("boundary")) => continue,
+                other => return other.map(|()| upload),
+            }
+        }
+        Err(ApiError::validation("no multipart boundary fits this file"))
+    }
+
     fn validate(&self) -> Result<(), ApiError> {
         if self.bytes.is_empty() {
             return Err(ApiError::validation("the file is empty"));
