@@ -210,6 +210,54 @@ impl Keyed {
     }
 }
 
+/// Handlers of any shape `F` keyed by name, with a fallback: what the event and card routers of
+/// every adapter hold (an async closure, or a plain function in the blocking adapter).
+#[derive(Debug, Clone)]
+pub struct Table<F> {
+    keys: Keyed,
+    handlers: Vec<F>,
+    fallback: Option<F>,
+}
+
+impl<F> Default for Table<F> {
+    fn default() -> Self {
+        Self {
+            keys: Keyed::new(),
+            handlers: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
+impl<F> Table<F> {
+    /// Registers `f` for `key` (replacing an earlier one for the same key).
+    pub fn add(&mut self, key: &str, f: F) {
+        let index = self.keys.add(key);
+        match self.handlers.get_mut(index) {
+            Some(slot) => *slot = f,
+            None => self.handlers.push(f),
+        }
+    }
+
+    /// Registers the fallback.
+    pub fn set_fallback(&mut self, f: F) {
+        self.fallback = Some(f);
+    }
+
+    /// The handler of the first candidate that has one, or the fallback.
+    pub fn pick<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> Option<&F> {
+        self.keys
+            .pick(candidates)
+            .and_then(|i| self.handlers.get(i))
+            .or(self.fallback.as_ref())
+    }
+
+    /// The registered keys.
+    pub fn keys(&self) -> &Keyed {
+        &self.keys
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests abort on failure

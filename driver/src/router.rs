@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dingtalk_core::EventAck;
 use dingtalk_core::model::{CardCallback, CardCallbackResponse, Event};
-use dingtalk_core::router::{Decision, Keyed, RouteError, Routes};
+use dingtalk_core::router::{Decision, RouteError, Routes, Table};
 
 use crate::api::ApiClient;
 
@@ -198,16 +198,12 @@ type CardFn<H> = Arc<
 /// Organisation events routed by `eventType` (`user_add_org`, `org_dept_create`, ...), with a
 /// fallback; an event nobody handles is acked `SUCCESS` (consumed). Register it with
 /// [`ClientBuilder::event_router`](crate::ClientBuilder::event_router).
-pub struct EventRouter<H> {
-    keys: Keyed,
-    handlers: Vec<EventFn<H>>,
-    fallback: Option<EventFn<H>>,
-}
+pub struct EventRouter<H>(Table<EventFn<H>>);
 
 impl<H> std::fmt::Debug for EventRouter<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRouter")
-            .field("keys", &self.keys)
+            .field("keys", self.0.keys())
             .finish_non_exhaustive()
     }
 }
@@ -221,11 +217,7 @@ impl<H: HttpClient> Default for EventRouter<H> {
 impl<H: HttpClient> EventRouter<H> {
     /// An empty router.
     pub fn new() -> Self {
-        Self {
-            keys: Keyed::new(),
-            handlers: Vec::new(),
-            fallback: None,
-        }
+        Self(Table::default())
     }
 
     /// Events of `event_type`.
@@ -235,13 +227,8 @@ impl<H: HttpClient> EventRouter<H> {
         F: Fn(Event, ApiClient<H>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
     {
-        let index = self.keys.add(event_type);
-        let f: EventFn<H> = Arc::new(move |ev, api| Box::pin(f(ev, api)));
-        if index < self.handlers.len() {
-            self.handlers[index] = f;
-        } else {
-            self.handlers.push(f);
-        }
+        self.0
+            .add(event_type, Arc::new(move |ev, api| Box::pin(f(ev, api))));
         self
     }
 
@@ -252,7 +239,8 @@ impl<H: HttpClient> EventRouter<H> {
         F: Fn(Event, ApiClient<H>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<EventAck, HandlerError>> + Send + 'static,
     {
-        self.fallback = Some(Arc::new(move |ev, api| Box::pin(f(ev, api))));
+        self.0
+            .set_fallback(Arc::new(move |ev, api| Box::pin(f(ev, api))));
         self
     }
 
@@ -262,12 +250,7 @@ impl<H: HttpClient> EventRouter<H> {
         event: Event,
         api: ApiClient<H>,
     ) -> BoxFuture<'static, Result<EventAck, HandlerError>> {
-        let f = self
-            .keys
-            .pick([event.event_type.as_str()])
-            .and_then(|i| self.handlers.get(i))
-            .or(self.fallback.as_ref());
-        match f {
+        match self.0.pick([event.event_type.as_str()]) {
             Some(f) => f(event, api),
             None => Box::pin(async { Ok(EventAck::Success) }),
         }
@@ -277,16 +260,12 @@ impl<H: HttpClient> EventRouter<H> {
 /// Card actions routed by action id (the first of a click's `actionIds` that has a handler),
 /// with a fallback; an action nobody handles is answered with no update. Register it with
 /// [`ClientBuilder::card_router`](crate::ClientBuilder::card_router).
-pub struct CardRouter<H> {
-    keys: Keyed,
-    handlers: Vec<CardFn<H>>,
-    fallback: Option<CardFn<H>>,
-}
+pub struct CardRouter<H>(Table<CardFn<H>>);
 
 impl<H> std::fmt::Debug for CardRouter<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CardRouter")
-            .field("keys", &self.keys)
+            .field("keys", self.0.keys())
             .finish_non_exhaustive()
     }
 }
@@ -300,11 +279,7 @@ impl<H: HttpClient> Default for CardRouter<H> {
 impl<H: HttpClient> CardRouter<H> {
     /// An empty router.
     pub fn new() -> Self {
-        Self {
-            keys: Keyed::new(),
-            handlers: Vec::new(),
-            fallback: None,
-        }
+        Self(Table::default())
     }
 
     /// Clicks whose `actionIds` include `action_id`.
@@ -314,13 +289,8 @@ impl<H: HttpClient> CardRouter<H> {
         F: Fn(CardCallback, ApiClient<H>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
     {
-        let index = self.keys.add(action_id);
-        let f: CardFn<H> = Arc::new(move |cb, api| Box::pin(f(cb, api)));
-        if index < self.handlers.len() {
-            self.handlers[index] = f;
-        } else {
-            self.handlers.push(f);
-        }
+        self.0
+            .add(action_id, Arc::new(move |cb, api| Box::pin(f(cb, api))));
         self
     }
 
@@ -331,7 +301,8 @@ impl<H: HttpClient> CardRouter<H> {
         F: Fn(CardCallback, ApiClient<H>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
     {
-        self.fallback = Some(Arc::new(move |cb, api| Box::pin(f(cb, api))));
+        self.0
+            .set_fallback(Arc::new(move |cb, api| Box::pin(f(cb, api))));
         self
     }
 
@@ -342,12 +313,7 @@ impl<H: HttpClient> CardRouter<H> {
         api: ApiClient<H>,
     ) -> BoxFuture<'static, Result<Option<CardCallbackResponse>, HandlerError>> {
         let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
-        let f = self
-            .keys
-            .pick(ids.iter().map(String::as_str))
-            .and_then(|i| self.handlers.get(i))
-            .or(self.fallback.as_ref());
-        match f {
+        match self.0.pick(ids.iter().map(String::as_str)) {
             Some(f) => f(callback, api),
             None => Box::pin(async { Ok(None) }),
         }

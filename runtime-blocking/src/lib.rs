@@ -828,16 +828,12 @@ type CardFn = Arc<
 /// Organisation events routed by `eventType` to plain functions, with a fallback; an event
 /// nobody handles is acked `SUCCESS`. See [`dingtalk_driver::EventRouter`].
 #[derive(Default)]
-pub struct EventRouter {
-    keys: dingtalk_core::router::Keyed,
-    handlers: Vec<EventFn>,
-    fallback: Option<EventFn>,
-}
+pub struct EventRouter(dingtalk_core::router::Table<EventFn>);
 
 impl std::fmt::Debug for EventRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRouter")
-            .field("keys", &self.keys)
+            .field("keys", self.0.keys())
             .finish_non_exhaustive()
     }
 }
@@ -854,12 +850,7 @@ impl EventRouter {
     where
         F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
     {
-        let index = self.keys.add(event_type);
-        if index < self.handlers.len() {
-            self.handlers[index] = Arc::new(f);
-        } else {
-            self.handlers.push(Arc::new(f));
-        }
+        self.0.add(event_type, Arc::new(f));
         self
     }
 
@@ -869,34 +860,28 @@ impl EventRouter {
     where
         F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
     {
-        self.fallback = Some(Arc::new(f));
+        self.0.set_fallback(Arc::new(f));
         self
     }
 
     /// Runs the handler of `event`'s type, on this thread.
     pub fn dispatch(&self, event: Event, api: &ApiClient) -> Result<EventAck, HandlerError> {
-        let f = self
-            .keys
-            .pick([event.event_type.as_str()])
-            .and_then(|i| self.handlers.get(i))
-            .or(self.fallback.as_ref());
-        f.map_or(Ok(EventAck::Success), |f| f(event, api))
+        match self.0.pick([event.event_type.as_str()]) {
+            Some(f) => f(event, api),
+            None => Ok(EventAck::Success),
+        }
     }
 }
 
 /// Card actions routed by action id to plain functions, with a fallback; an action nobody
 /// handles gets no update. See [`dingtalk_driver::CardRouter`].
 #[derive(Default)]
-pub struct CardRouter {
-    keys: dingtalk_core::router::Keyed,
-    handlers: Vec<CardFn>,
-    fallback: Option<CardFn>,
-}
+pub struct CardRouter(dingtalk_core::router::Table<CardFn>);
 
 impl std::fmt::Debug for CardRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CardRouter")
-            .field("keys", &self.keys)
+            .field("keys", self.0.keys())
             .finish_non_exhaustive()
     }
 }
@@ -916,12 +901,7 @@ impl CardRouter {
             + Sync
             + 'static,
     {
-        let index = self.keys.add(action_id);
-        if index < self.handlers.len() {
-            self.handlers[index] = Arc::new(f);
-        } else {
-            self.handlers.push(Arc::new(f));
-        }
+        self.0.add(action_id, Arc::new(f));
         self
     }
 
@@ -934,7 +914,7 @@ impl CardRouter {
             + Sync
             + 'static,
     {
-        self.fallback = Some(Arc::new(f));
+        self.0.set_fallback(Arc::new(f));
         self
     }
 
@@ -945,11 +925,9 @@ impl CardRouter {
         api: &ApiClient,
     ) -> Result<Option<CardCallbackResponse>, HandlerError> {
         let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
-        let f = self
-            .keys
-            .pick(ids.iter().map(String::as_str))
-            .and_then(|i| self.handlers.get(i))
-            .or(self.fallback.as_ref());
-        f.map_or(Ok(None), |f| f(callback, api))
+        match self.0.pick(ids.iter().map(String::as_str)) {
+            Some(f) => f(callback, api),
+            None => Ok(None),
+        }
     }
 }
