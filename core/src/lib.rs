@@ -151,6 +151,7 @@ pub mod fuzzing;
 pub mod model;
 pub mod proxy;
 pub mod router;
+pub mod send;
 pub mod session;
 pub mod store;
 pub mod topic;

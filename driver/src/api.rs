@@ -218,6 +218,26 @@ impl<H: HttpClient> ApiClient<H> {
         }
     }
 
+    /// Sends `message` to `target`: a group or a user through the robot API, a session
+    /// webhook, a custom robot ([`dingtalk_core::send`] picks the one call). A message the
+    /// target cannot carry (an image to a webhook, @-mentions through the robot API, a feed card
+    /// to a group) is a typed `Validation` error and nothing is sent.
+    pub async fn send(
+        &self,
+        target: dingtalk_core::send::Target,
+        message: dingtalk_core::send::Outgoing,
+    ) -> Result<(), ClientError> {
+        use dingtalk_core::send::SendCall;
+        let call = dingtalk_core::send::plan(target, message, &self.robot_code, crate::unix_ms())
+            .map_err(|e| ClientError::Api(e.into()))?;
+        match call {
+            SendCall::Group(c) => self.call(&c).await.map(|_| ()),
+            SendCall::User(c) => self.call(&c).await.map(|_| ()),
+            SendCall::SessionWebhook(c) => self.call(&c).await,
+            SendCall::CustomRobot(c) => self.call(&c).await.map(|_| ()),
+        }
+    }
+
     /// Uploads `bytes` as media of `kind` named `file_name` (`oapi /media/upload`): the content
     /// type from the extension, a random multipart boundary, the size and extension limits
     /// checked before sending. The media id can then be sent (`RobotMessage::Image`, `File`,

@@ -139,6 +139,16 @@ impl ApiClient {
         block_on(self.inner.call(call))
     }
 
+    /// Sends `message` to `target` (a group, a user, a session webhook, a custom robot); see
+    /// [`dingtalk_driver::ApiClient::send`].
+    pub fn send(
+        &self,
+        target: dingtalk_core::send::Target,
+        message: dingtalk_core::send::Outgoing,
+    ) -> Result<(), ClientError> {
+        block_on(self.inner.send(target, message))
+    }
+
     /// Uploads `bytes` as media of `kind` (limits checked first, boundary generated); see
     /// [`dingtalk_driver::ApiClient::upload`].
     pub fn upload(
