@@ -1,9 +1,10 @@
 //! One way to send a message anywhere the bot can post: a group or a user through the robot
-//! API, a session webhook, a custom robot. [`plan`] turns a [`Target`] and an [`Outgoing`]
+//! API, a work notification, a session webhook, a custom robot. [`plan`] turns a [`Target`] and an [`Outgoing`]
 //! message into the one API call that carries it, or a typed [`SendError`] when the target
 //! cannot carry that message (an image to a webhook, @-mentions through the robot API, a feed
 //! card to a group send): never a silent downgrade.
 
+use crate::api::notify::{NotificationMessage, WorkNotification};
 use crate::api::robot::{BatchSendOto, GroupSend, RobotMessage};
 use crate::webhook::{At, CustomRobotSend, FeedLink, Message, SessionWebhookSend};
 
@@ -27,6 +28,13 @@ pub enum Target {
         /// `sessionWebhookExpiredTime` (unix ms), when known.
         expires_at_ms: Option<i64>,
     },
+    /// A work notification from the app `agent_id` to these users (1 to 100 staff ids).
+    WorkNotification {
+        /// The app's `agent_id`.
+        agent_id: i64,
+        /// The users' staff ids.
+        user_ids: Vec<String>,
+    },
     /// A custom robot of a group: its webhook URL (or bare token) and `SEC…` secret, if any.
     CustomRobot {
         /// The webhook URL (a credential).
@@ -44,6 +52,9 @@ impl std::fmt::Debug for Target {
                 open_conversation_id,
             } => write!(f, "Group({open_conversation_id})"),
             Self::User { user_id } => write!(f, "User({user_id})"),
+            Self::WorkNotification { agent_id, user_ids } => {
+                write!(f, "WorkNotification({agent_id}, {} users)", user_ids.len())
+            }
             Self::SessionWebhook { .. } => f.write_str("SessionWebhook(<redacted>)"),
             Self::CustomRobot { .. } => f.write_str("CustomRobot(<redacted>)"),
         }
@@ -55,6 +66,7 @@ impl Target {
         match self {
             Self::Group { .. } => "a group (robot API)",
             Self::User { .. } => "a user (robot API)",
+            Self::WorkNotification { .. } => "a work notification",
             Self::SessionWebhook { .. } => "a session webhook",
             Self::CustomRobot { .. } => "a custom robot",
         }
@@ -195,6 +207,8 @@ pub enum SendCall {
     SessionWebhook(SessionWebhookSend),
     /// Custom-robot send.
     CustomRobot(CustomRobotSend),
+    /// Work notification.
+    WorkNotification(WorkNotification),
 }
 
 fn has_mentions(at: &At) -> bool {
@@ -234,6 +248,14 @@ pub fn plan(
                 expires_at_ms,
                 now_ms,
                 message: webhook_message(&message).map_err(refuse)?,
+            })
+        }
+        Target::WorkNotification { agent_id, user_ids } => {
+            SendCall::WorkNotification(WorkNotification {
+                agent_id,
+                user_ids,
+                to_all_users: false,
+                message: notification_message(&message).map_err(refuse)?,
             })
         }
         Target::CustomRobot { webhook, secret } => SendCall::CustomRobot(CustomRobotSend {
@@ -296,6 +318,53 @@ fn robot_message(message: &Outgoing) -> Result<RobotMessage, &'static str> {
             media_id: media_id.clone(),
             file_name: file_name.clone(),
             file_type: file_type.clone(),
+        },
+    })
+}
+
+/// `message` for a work notification, or why it cannot go there.
+fn notification_message(message: &Outgoing) -> Result<NotificationMessage, &'static str> {
+    Ok(match message {
+        Outgoing::Text { at, .. } | Outgoing::Markdown { at, .. } if has_mentions(at) => {
+            return Err("work notifications have no @-mentions");
+        }
+        Outgoing::Text { text, .. } => NotificationMessage::Text {
+            content: text.clone(),
+        },
+        Outgoing::Markdown { title, text, .. } => NotificationMessage::Markdown {
+            title: title.clone(),
+            text: text.clone(),
+        },
+        Outgoing::Link {
+            title,
+            text,
+            message_url,
+            pic_url,
+        } => NotificationMessage::Link {
+            title: title.clone(),
+            text: text.clone(),
+            message_url: message_url.clone(),
+            pic_url: pic_url.clone(),
+        },
+        Outgoing::ActionCard {
+            title,
+            text,
+            button,
+            url,
+        } => NotificationMessage::ActionCard {
+            title: title.clone(),
+            markdown: text.clone(),
+            single_title: button.clone(),
+            single_url: url.clone(),
+        },
+        Outgoing::FeedCard { .. } => {
+            return Err("work notifications have no feed card; send links one by one");
+        }
+        Outgoing::Image { media_id } => NotificationMessage::Image {
+            media_id: media_id.clone(),
+        },
+        Outgoing::File { media_id, .. } => NotificationMessage::File {
+            media_id: media_id.clone(),
         },
     })
 }

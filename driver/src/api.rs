@@ -235,6 +235,7 @@ impl<H: HttpClient> ApiClient<H> {
             SendCall::User(c) => self.call(&c).await.map(|_| ()),
             SendCall::SessionWebhook(c) => self.call(&c).await,
             SendCall::CustomRobot(c) => self.call(&c).await.map(|_| ()),
+            SendCall::WorkNotification(c) => self.call(&c).await.map(|_| ()),
         }
     }
 

@@ -1657,6 +1657,22 @@ fn oapi_call(
                               "created_at": now_ms(), "type": query.get("type")}),
         );
     }
+    if path == "/topapi/message/corpconversation/asyncsend_v2" {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if v["agent_id"].as_i64().is_none_or(|a| a <= 0) {
+            return oapi_error(40035, "缺少参数 agent_id");
+        }
+        if v["msg"]["msgtype"].as_str().is_none() {
+            return oapi_error(40035, "缺少参数 msg");
+        }
+        let to_all = v["to_all_user"].as_bool().unwrap_or(false);
+        let users = v["userid_list"].as_str().unwrap_or_default();
+        if !to_all && (users.is_empty() || users.split(',').count() > 100) {
+            return oapi_error(40035, "userid_list 无效");
+        }
+        return ok_json(json!({"errcode": 0, "errmsg": "ok", "task_id": n,
+                              "request_id": format!("sim-request-{n}")}));
+    }
     ok_json(json!({"errcode": 0, "errmsg": "ok", "success": true, "result": {}}))
 }
 

@@ -1,5 +1,6 @@
 //! One `send(target, message)` from every adapter's API client: a group and a user through
-//! the robot API, a signed custom robot with @-mentions and a feed card; a message the target
+//! the robot API, a work notification with an image, a signed custom robot with @-mentions
+//! and a feed card; a message the target
 //! cannot carry is a typed error and nothing is sent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
 
@@ -31,6 +32,15 @@ fn sends(sim: &Sim) -> Vec<(Target, Outgoing)> {
         (
             robot.clone(),
             Outgoing::text("@u1 look").at(At::users(["u1"])),
+        ),
+        (
+            Target::WorkNotification {
+                agent_id: 4242,
+                user_ids: vec!["staff-1".into(), "staff-2".into()],
+            },
+            Outgoing::Image {
+                media_id: "@sim-media-1".into(),
+            },
         ),
         (
             robot,
@@ -101,6 +111,15 @@ fn check(sim: &Sim, results: Vec<Result<(), ClientError>>, errors: Vec<ClientErr
     assert_eq!(hooks[0].body["at"]["atUserIds"], serde_json::json!(["u1"]));
     assert!(hooks[0].query.contains_key("sign") && hooks[0].query.contains_key("timestamp"));
     assert_eq!(hooks[1].body["msgtype"], "feedCard");
+    let notice = snap
+        .api_calls
+        .iter()
+        .find(|r| r.path == "/topapi/message/corpconversation/asyncsend_v2")
+        .unwrap();
+    assert_eq!(notice.status, 200);
+    assert_eq!(notice.body["agent_id"], 4242);
+    assert_eq!(notice.body["userid_list"], "staff-1,staff-2");
+    assert_eq!(notice.body["msg"]["msgtype"], "image");
     assert!(hooks.iter().all(|w| w.status == 200), "{hooks:?}");
 }
 

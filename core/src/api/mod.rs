@@ -26,6 +26,7 @@ pub mod contact;
 pub mod gateway;
 pub mod group;
 pub mod media;
+pub mod notify;
 pub mod retry;
 pub mod robot;
 
