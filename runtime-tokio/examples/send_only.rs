@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api.send(target, message).await?;
         println!("sent to {shown}");
     }
-    let refused = api
+    match api
         .send(
             robot,
             Outgoing::Image {
@@ -61,8 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         )
         .await
-        .unwrap_err();
-    println!("refused: {refused}");
+    {
+        Err(refused) => println!("refused: {refused}"),
+        Ok(()) => return Err("an image to a custom robot was sent".into()),
+    }
     let snap = sim.snapshot();
     println!(
         "the emulator saw {} API calls and {} webhook calls",
