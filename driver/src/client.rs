@@ -585,10 +585,26 @@ impl<R: Runtime> Client<R> {
 
     /// Runs the handler registered for `frame` (as the Stream driver would), for frames that
     /// arrive another way, such as HTTP callbacks. `None` when no handler takes the frame.
+    ///
+    /// With a [state store](ClientBuilder::state_store) the call is guarded as in Stream mode:
+    /// a callback that another replica already handled (DingTalk's resend reaching another
+    /// instance behind a load balancer) gets that replica's recorded outcome.
     pub fn dispatch(&self, frame: Frame) -> Option<BoxFuture<'static, Outcome>> {
         let route = self.shared.config.route(frame.kind, frame.topic())?;
-        let handler = self.shared.handlers.get(route)?;
-        Some(handler(frame, self.shared.api.clone()))
+        let handler = self.shared.handlers.get(route)?.clone();
+        let api = self.shared.api.clone();
+        Some(match &self.shared.state {
+            None => handler(frame, api),
+            Some(state) => {
+                let policy = self
+                    .shared
+                    .config
+                    .subscriptions
+                    .get(route.0)
+                    .map_or(dingtalk_core::AckPolicy::Immediate, |s| s.ack);
+                crate::store::guarded(state.clone(), policy, frame, handler, api)
+            }
+        })
     }
 
     /// Connects and serves until stopped (`Ok`) or a terminal error such as rejected

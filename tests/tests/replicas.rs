@@ -279,3 +279,80 @@ async fn replicas_share_the_api_budget() {
         "at most {LIMIT} calls a second across both replicas: {per_second:?}"
     );
 }
+
+/// HTTP-callback mode behind a load balancer: DingTalk's resend of a robot callback reaches the
+/// other replica, which answers it without running the handler again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_callbacks_are_handled_once_across_replicas() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use dingtalk_core::{Credentials, Endpoints};
+    use dingtalk_driver::{RedisStore, StoreConfig};
+
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(tokio::sync::Notify::new());
+    let replica = || {
+        let (h, r) = (handled.clone(), ran.clone());
+        let store = Arc::new(RedisStore::open(&redis.url(), Duration::from_secs(1)).unwrap());
+        dingtalk_tokio::Client::builder(Credentials::new(id.clone(), secret.clone()))
+            .endpoints(Endpoints::single(sim.base_url()))
+            .state_store(store, StoreConfig::default())
+            .on_bot_message(move |_ctx| {
+                let (h, r) = (h.clone(), r.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    r.notify_one();
+                    Ok::<(), dingtalk_tokio::HandlerError>(())
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let mut bases = Vec::new();
+    for client in [replica(), replica()] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        let app = dingtalk_tokio::http_callback::router(&client, None);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    let body = sim
+        .bot_message_data("text", "once", Chat::Private)
+        .to_string();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*dingtalk_tokio::default_tls_config().unwrap()).clone())
+        .build()
+        .unwrap();
+    let post = |base: String| {
+        let (http, body, secret) = (http.clone(), body.clone(), secret.clone());
+        async move {
+            let ts = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap();
+            http.post(format!("{base}/robot"))
+                .header("timestamp", ts.to_string())
+                .header("sign", dingtalk_core::webhook::sign(&secret, ts))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post(bases[0].clone()).await, 200);
+    tokio::time::timeout(T, ran.notified())
+        .await
+        .expect("the first replica handled it");
+    // The resend, to the other replica: answered, and a moment for a wrong second run to show.
+    assert_eq!(post(bases[1].clone()).await, 200);
+    let second = tokio::time::timeout(Duration::from_millis(500), ran.notified()).await;
+    assert!(second.is_err(), "the second replica ran the handler again");
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+}
