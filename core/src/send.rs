@@ -481,5 +481,8 @@ mod tests {
             Ok(SendCall::CustomRobot(_))
         ));
         assert_eq!(format!("{:?}", hook()), "SessionWebhook(<redacted>)");
+        // The planned call's Debug does not show the webhook either.
+        let call = plan(hook(), Outgoing::text("x"), "bot", 0).unwrap();
+        assert!(!format!("{call:?}").contains("session=S"), "{call:?}");
     }
 }

@@ -280,8 +280,8 @@ pub(crate) fn hmac_sha256_base64(key: &[u8], msg: &[u8]) -> String {
 }
 
 /// Reply through the `sessionWebhook` of an incoming message. Refused before sending once
-/// `sessionWebhookExpiredTime` has passed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `sessionWebhookExpiredTime` has passed. `Debug` leaves the URL out (it is a credential).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionWebhookSend {
     /// The `sessionWebhook` URL.
     pub url: String,
@@ -291,6 +291,16 @@ pub struct SessionWebhookSend {
     pub now_ms: i64,
     /// The message.
     pub message: Message,
+}
+
+impl fmt::Debug for SessionWebhookSend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionWebhookSend")
+            .field("url", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("message", &self.message)
+            .finish()
+    }
 }
 
 impl ApiCall for SessionWebhookSend {

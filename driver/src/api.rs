@@ -301,6 +301,7 @@ impl<H: HttpClient> ApiClient<H> {
                 done: false,
             };
             let mut locked = false;
+            let mut lock_held = None;
             if let Some(shared) = &self.shared {
                 let rejected = self.lock().rejected().map(str::to_owned);
                 match shared.before_refresh(&self.http, rejected).await {
@@ -309,7 +310,11 @@ impl<H: HttpClient> ApiClient<H> {
                         guard.done = true;
                         continue;
                     }
-                    crate::store::SharedToken::Refresh { locked: l } => locked = l,
+                    crate::store::SharedToken::Refresh { locked: l } => {
+                        locked = l;
+                        // Dropped while refreshing: the lock is released, not held for its TTL.
+                        lock_held = l.then(|| shared.token_lock_held());
+                    }
                 }
             }
             let result = self.http.send(request).await;
@@ -336,6 +341,9 @@ impl<H: HttpClient> ApiClient<H> {
                     None
                 };
                 shared.after_refresh(&self.http, value, locked).await;
+            }
+            if let Some(held) = lock_held {
+                held.done();
             }
             outcome?;
         }

@@ -161,7 +161,7 @@ impl<R: Runtime> ClientBuilder<R> {
 
     /// Calls `hook` on every connection change: connected, draining, disconnected, an open
     /// attempt failed, a reconnect scheduled, stopped ([`Lifecycle`](crate::Lifecycle)). It runs
-    /// on the client's task: it must return quickly.
+    /// on the client's task: it must return quickly. A panic in it is logged and contained.
     #[must_use]
     pub fn on_lifecycle(
         mut self,
@@ -648,7 +648,7 @@ impl<R: Runtime> Drop for Running<'_, R> {
     fn drop(&mut self) {
         self.0.presence.end();
         if let Some(hook) = &self.0.hook {
-            hook(&crate::Lifecycle::Stopped);
+            crate::observe::call_hook(hook, &crate::Lifecycle::Stopped);
         }
         self.0.running.store(false, Ordering::SeqCst);
     }

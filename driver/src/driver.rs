@@ -303,7 +303,7 @@ impl<R: Runtime> Driver<R> {
         if let (Some(hook), Some(change)) =
             (&self.shared.hook, crate::observe::lifecycle(event, open))
         {
-            hook(&change);
+            crate::observe::call_hook(hook, &change);
         }
         // After the hook: whoever `wait_connected` wakes finds the hook has seen the change.
         if changes {
@@ -363,12 +363,19 @@ impl<R: Runtime> Driver<R> {
                 let (call, abort) = futures_util::future::abortable(call);
                 self.aborts.insert(id, abort);
                 let metrics = self.metrics.clone();
+                let state = self.shared.state.clone();
+                let http = self.shared.api.http().clone();
                 let task: BoxFuture<'static, ()> = Box::pin(async move {
                     // Cancelled (`Err`): the core already freed the slot; nothing to report.
                     let outcome = match AssertUnwindSafe(call).catch_unwind().await {
                         Ok(Ok(outcome)) => outcome,
                         Ok(Err(futures_util::future::Aborted)) => {
                             metrics.finished(route, None, started.elapsed());
+                            // Release the shared claim the cancelled call held, now, so
+                            // another replica can take a redelivery at once.
+                            if let Some(state) = state {
+                                state.flush_releases(&http).await;
+                            }
                             return;
                         }
                         Err(_) => panicked(),

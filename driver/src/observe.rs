@@ -77,6 +77,14 @@ pub enum Lifecycle<'a> {
 /// anything slow elsewhere).
 pub type LifecycleHook = Arc<dyn Fn(&Lifecycle<'_>) + Send + Sync>;
 
+/// Calls `hook`; a panic in it is logged and contained (the session goes on).
+pub(crate) fn call_hook(hook: &LifecycleHook, change: &Lifecycle<'_>) {
+    let call = std::panic::AssertUnwindSafe(|| hook(change));
+    if std::panic::catch_unwind(call).is_err() {
+        tracing::error!("the lifecycle hook panicked; the client goes on");
+    }
+}
+
 /// Whether the client is connected, shared with [`Client::is_connected`] and its waiters.
 #[derive(Debug, Default)]
 pub(crate) struct Presence {

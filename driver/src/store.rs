@@ -59,6 +59,46 @@ pub(crate) struct SharedState {
     epoch: Instant,
     /// The store is not asked before this (ms since `epoch`) after a failure.
     down_until: AtomicU64,
+    /// Claims and locks whose holder was dropped half-way (a handler cancelled at its
+    /// timeout, a token call given up): released by the next store use, so another replica
+    /// need not wait for their TTL. At most [`MAX_RELEASES`]; beyond that they just expire.
+    releases: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+/// Most claims waiting to be released after their holder was dropped.
+const MAX_RELEASES: usize = 1024;
+
+/// Holds a claim (or lock) of this replica; dropped before [`Held::done`], it queues the
+/// release.
+pub(crate) struct Held<'a> {
+    state: &'a SharedState,
+    key: String,
+    value: String,
+    done: bool,
+}
+
+impl Held<'_> {
+    pub(crate) fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut q = self
+                .state
+                .releases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if q.len() < MAX_RELEASES {
+                q.push((
+                    std::mem::take(&mut self.key),
+                    std::mem::take(&mut self.value),
+                ));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedState {
@@ -86,6 +126,7 @@ impl SharedState {
             last_warning: AtomicU64::new(0),
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
+            releases: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -99,6 +140,17 @@ impl SharedState {
                 .is_ok()
         {
             tracing::warn!(error = %e, "{what}; falling back to per-process state");
+        }
+    }
+
+    /// Releases the claims and locks whose holders were dropped half-way.
+    pub(crate) async fn flush_releases<H: HttpClient>(&self, http: &H) {
+        let pending = std::mem::take(&mut *self.releases.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, value) in pending {
+            let release = self.store.release(key, value);
+            if let Err(e) = self.run(http, release).await {
+                self.warn("releasing a dropped claim failed", &e);
+            }
         }
     }
 
@@ -142,6 +194,7 @@ pub(crate) fn guarded<H: HttpClient>(
     Box::pin(async move {
         let http = api.http().clone();
         let key = state.keys.message(frame.message_id());
+        state.flush_releases(&http).await;
         let (mine, ttl, record) = decide::claim_for(policy, &state.owner, &state.config);
         let started = Instant::now();
         loop {
@@ -159,7 +212,16 @@ pub(crate) fn guarded<H: HttpClient>(
             match found {
                 Claim::Mine if !record => return handler(frame, api).await,
                 Claim::Mine => {
+                    // Dropped before the outcome is recorded (cancelled at the handler
+                    // timeout): the claim is released rather than held for its TTL.
+                    let held = Held {
+                        state: &state,
+                        key: key.clone(),
+                        value: mine.clone(),
+                        done: false,
+                    };
                     let outcome = handler(frame, api).await;
+                    held.done();
                     let op = match decide::recorded(&outcome) {
                         Some(value) => state.store.put(key, value, state.config.record_ttl),
                         None => state.store.release(key, mine),
@@ -249,6 +311,7 @@ impl SharedState {
         http: &H,
         rejected: Option<String>,
     ) -> SharedToken {
+        self.flush_releases(http).await;
         let started = Instant::now();
         loop {
             let get = self.store.get(self.keys.token());
@@ -283,6 +346,17 @@ impl SharedState {
                     return SharedToken::Refresh { locked: false };
                 }
             }
+        }
+    }
+
+    /// The token lock, held by this replica until [`Held::done`] (dropped before: released by
+    /// the next store use).
+    pub(crate) fn token_lock_held(&self) -> Held<'_> {
+        Held {
+            state: self,
+            key: self.keys.token_lock(),
+            value: self.owner.clone(),
+            done: false,
         }
     }
 

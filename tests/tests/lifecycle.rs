@@ -181,3 +181,26 @@ async fn blocking_lifecycle() {
     assert!(!client.is_connected());
     assert!(!client.wait_connected(Duration::from_millis(1)));
 }
+
+/// A hook that panics does not take the client down: frames are still acked, and `run` ends
+/// with `Ok` when stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_hook_is_contained() {
+    let sim = sim().await;
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_tokio::Client::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .on_lifecycle(|_change| panic!("the hook panics on purpose"))
+        .on_bot_message(|_ctx| async { Ok::<(), dingtalk_tokio::HandlerError>(()) })
+        .build()
+        .unwrap();
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { client.run().await }
+    });
+    sim.wait_connections(1, T).await.unwrap();
+    let msg = sim.bot_text("still here", dingtalk_sim::Chat::Private);
+    assert_eq!(sim.wait_ack(&msg, T).await.unwrap().code, 200);
+    client.stop_handle().stop();
+    running.await.unwrap().unwrap();
+}

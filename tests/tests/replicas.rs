@@ -356,3 +356,91 @@ async fn http_callbacks_are_handled_once_across_replicas() {
     assert!(second.is_err(), "the second replica ran the handler again");
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 }
+
+/// A handler cancelled at its timeout releases its shared claim at once: DingTalk's
+/// redelivery to another replica runs there (with its answer), instead of waiting for the
+/// claim's TTL (11 min) and answering `LATER`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_handler_releases_its_claim() {
+    use std::sync::Arc;
+
+    use dingtalk_core::model::{CardCallbackResponse, CardParamMap};
+    use dingtalk_core::{Credentials, Endpoints};
+    use dingtalk_driver::{RedisStore, StoreConfig};
+
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let replica = |hangs: bool| {
+        let store = Arc::new(RedisStore::open(&redis.url(), Duration::from_secs(1)).unwrap());
+        dingtalk_tokio::Client::builder(Credentials::new(id.clone(), secret.clone()))
+            .endpoints(Endpoints::single(sim.base_url()))
+            .handler_timeout(Duration::from_millis(300))
+            .state_store(store, StoreConfig::default())
+            .on_card_callback(move |_cb, _api| async move {
+                if hangs {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, dingtalk_tokio::HandlerError>(Some(CardCallbackResponse {
+                    card_update_options: None,
+                    card_data: Some(CardParamMap::default().with("by", "b")),
+                    user_private_data: None,
+                }))
+            })
+            .build()
+            .unwrap()
+    };
+    let a = replica(true);
+    let ra = tokio::spawn({
+        let a = a.clone();
+        async move { a.run().await }
+    });
+    sim.wait_connections(1, T).await.unwrap();
+    let conn_a = sim.snapshot().conns[0].id;
+    let b = replica(false);
+    let rb = tokio::spawn({
+        let b = b.clone();
+        async move { b.run().await }
+    });
+    sim.wait_connections(2, T).await.unwrap();
+    let conn_b = sim
+        .snapshot()
+        .conns
+        .iter()
+        .map(|c| c.id)
+        .find(|c| *c != conn_a)
+        .unwrap();
+    let id = sim
+        .push_frame_to(conn_a, "CALLBACK", CARD_TOPIC, &card_data("track-cancel"))
+        .unwrap();
+    let first = sim.wait_ack(&id, T).await.unwrap();
+    assert_eq!(
+        (first.conn, first.code),
+        (conn_a, 500),
+        "A gave up at its timeout"
+    );
+    let asked = std::time::Instant::now();
+    sim.redeliver_to(&id, conn_b).unwrap();
+    let snap = sim
+        .wait_for("B's ack", T, |s| s.acks_for(&id).len() >= 2)
+        .await
+        .unwrap();
+    let second = snap.acks_for(&id)[1].clone();
+    assert_eq!(second.conn, conn_b);
+    assert_eq!(
+        (second.code, second.data.clone()),
+        (
+            200,
+            json!({"response": {"cardData": {"cardParamMap": {"by": "b"}}}})
+        ),
+        "B ran the handler: the claim was released"
+    );
+    assert!(
+        asked.elapsed() < StoreConfig::default().wait_for_other,
+        "B did not wait for A's claim"
+    );
+    a.stop_handle().stop();
+    b.stop_handle().stop();
+    ra.await.unwrap().unwrap();
+    rb.await.unwrap().unwrap();
+}

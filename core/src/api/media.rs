@@ -135,12 +135,20 @@ impl MediaUpload {
         };
         for _ in 0..8 {
             upload.boundary = format!("dingtalk-rs-{:016x}{:016x}", rng.u64(..), rng.u64(..));
-            match upload.validate() {
-                Err(e) if e.message.as_deref().is_some_and(|m| m.contains("boundary")) => continue,
-                other => return other.map(|()| upload),
+            if !upload.boundary_in_file() {
+                upload.validate()?;
+                return Ok(upload);
             }
         }
         Err(ApiError::validation("no multipart boundary fits this file"))
+    }
+
+    /// Whether `--boundary` occurs in the bytes (it would cut the file short).
+    fn boundary_in_file(&self) -> bool {
+        let marker = format!("--{}", self.boundary);
+        self.bytes
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes())
     }
 
     fn validate(&self) -> Result<(), ApiError> {
@@ -189,12 +197,7 @@ impl MediaUpload {
         {
             return Err(ApiError::validation("invalid multipart boundary"));
         }
-        let marker = format!("--{}", self.boundary);
-        if self
-            .bytes
-            .windows(marker.len())
-            .any(|w| w == marker.as_bytes())
-        {
+        if self.boundary_in_file() {
             return Err(ApiError::validation(
                 "the boundary occurs in the file; pick another",
             ));
