@@ -137,6 +137,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aicard;
 pub mod api;
 pub mod auth;
 pub mod callback;
@@ -148,6 +149,7 @@ pub mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod markdown;
 pub mod model;
 pub mod proxy;
 pub mod router;
