@@ -475,6 +475,11 @@ impl AiCard {
         self.segs.iter().map(|s| s.track.clone()).collect()
     }
 
+    /// How many cards exist (created and delivered) so far.
+    pub fn created_cards(&self) -> usize {
+        self.segs.iter().filter(|s| s.created).count()
+    }
+
     /// Whether the card could not be created and the text goes out as markdown instead.
     pub fn is_fallback(&self) -> bool {
         self.fallback.is_some()

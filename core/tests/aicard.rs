@@ -1,5 +1,6 @@
 //! The AI-card machine, driven by hand with a fake clock: every decision of
 //! `dingtalk_core::aicard` has a test here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

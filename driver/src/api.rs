@@ -28,6 +28,7 @@ pub struct ApiClient<H> {
     retry: RetryPolicy,
     robot_code: Arc<str>,
     shared: Option<Arc<crate::store::SharedState>>,
+    cards: Arc<crate::aicard::OpenCards>,
 }
 
 impl<H: Clone> Clone for ApiClient<H> {
@@ -39,6 +40,7 @@ impl<H: Clone> Clone for ApiClient<H> {
             retry: self.retry,
             robot_code: self.robot_code.clone(),
             shared: self.shared.clone(),
+            cards: self.cards.clone(),
         }
     }
 }
@@ -93,6 +95,7 @@ impl<H: HttpClient> ApiClient<H> {
             retry,
             robot_code,
             shared: None,
+            cards: Arc::default(),
         }
     }
 
@@ -127,6 +130,7 @@ impl<H: HttpClient> ApiClient<H> {
             retry: self.retry,
             robot_code: self.robot_code.clone(),
             shared: self.shared.clone(),
+            cards: self.cards.clone(),
         }
     }
 
@@ -237,6 +241,32 @@ impl<H: HttpClient> ApiClient<H> {
             SendCall::CustomRobot(c) => self.call(&c).await.map(|_| ()),
             SendCall::WorkNotification(c) => self.call(&c).await.map(|_| ()),
         }
+    }
+
+    /// Starts an AI card in `space` (a group or a one-to-one chat) with id `out_track_id`:
+    /// creates and delivers it in the processing state, and returns once it is shown (see
+    /// [`AiCard`](crate::AiCard) and [`dingtalk_core::aicard`] for what it guarantees). When
+    /// the card cannot be created the text is sent at the end as markdown through the robot
+    /// API. Only invalid options are an error.
+    pub async fn ai_card(
+        &self,
+        space: dingtalk_core::api::card::CardSpace,
+        out_track_id: impl Into<String>,
+        options: dingtalk_core::aicard::AiCardOptions,
+    ) -> Result<crate::AiCard, ClientError> {
+        crate::AiCard::start(
+            self,
+            space,
+            out_track_id.into(),
+            options,
+            crate::aicard::FallbackTo::Robot,
+        )
+        .await
+    }
+
+    /// The AI cards open on this client (and its clones).
+    pub(crate) fn open_cards(&self) -> &crate::aicard::OpenCards {
+        &self.cards
     }
 
     /// Uploads `bytes` as media of `kind` named `file_name` (`oapi /media/upload`): the content

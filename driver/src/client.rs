@@ -620,7 +620,17 @@ impl<R: Runtime> Client<R> {
         config.rng_seed = seed();
         let session = Session::new(config, Instant::now())?;
         let driver = Driver::new(self.shared.rt.clone(), self.shared.clone(), session);
-        driver.await.map_err(Error::Stream)
+        let result = driver.await.map_err(Error::Stream);
+        // No card left spinning: the open AI cards get their failed state before run returns.
+        let api = &self.shared.api;
+        api.open_cards()
+            .fail_all(
+                "the client stopped",
+                api.http(),
+                self.shared.config.stop_timeout,
+            )
+            .await;
+        result
     }
 }
 

@@ -257,6 +257,31 @@ impl<H: HttpClient> BotContext<H> {
         .await
     }
 
+    /// Starts an AI card answering this message (in the group, or the one-to-one chat with
+    /// the sender), shown in the processing state before this returns. Write to it with
+    /// [`AiCard::append`](crate::AiCard::append) as the answer is produced, then
+    /// [`finish`](crate::AiCard::finish) it. When the card cannot be created (template
+    /// missing, no permission) the text is sent at the end as markdown through this message's
+    /// session webhook (or the robot API once it has expired). Only invalid options are an
+    /// error.
+    pub async fn ai_card(
+        &self,
+        options: dingtalk_core::aicard::AiCardOptions,
+    ) -> Result<crate::AiCard, ClientError> {
+        let m = self.checked()?;
+        let space = m.card_space(self.api.robot_code());
+        let fallback = match (&m.session_webhook, m.session_webhook_expired_time) {
+            (Some(url), Some(expires_at_ms)) => crate::aicard::FallbackTo::Webhook {
+                url: url.clone(),
+                expires_at_ms,
+            },
+            _ => crate::aicard::FallbackTo::Robot,
+        };
+        let mut rng = fastrand::Rng::with_seed(crate::client::seed());
+        let track = format!("ai-{:016x}{:016x}", rng.u64(..), rng.u64(..));
+        crate::AiCard::start(&self.api, space, track, options, fallback).await
+    }
+
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.
     pub async fn download(&self, download_code: &str) -> Result<Vec<u8>, ClientError> {
         let call = self

@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod aicard;
 mod api;
 mod client;
 mod context;
@@ -43,6 +44,7 @@ pub mod runtime;
 mod store;
 mod tls;
 
+pub use aicard::AiCard;
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
 pub use client::{
     Client, ClientBuilder, ClientStats, Error, Group, GroupError, StopHandle, env_config,
@@ -51,6 +53,7 @@ pub use client::{
 pub use context::{BotContext, unix_ms};
 pub use dingtalk_core;
 pub use dingtalk_core::EventAck;
+pub use dingtalk_core::aicard::{AiCardError, AiCardOptions, AiCardOutcome, StreamMode};
 pub use dingtalk_core::api::retry::RetryPolicy;
 pub use dingtalk_core::error::ClientError;
 pub use dingtalk_core::store::{OnStoreError, StoreConfig};

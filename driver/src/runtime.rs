@@ -149,6 +149,9 @@ pub trait HttpClient: Clone + Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, ClientError>>;
     /// Waits `duration` (the pause before retrying a rate-limited call).
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+    /// Runs a background task to its end on the runtime this client sends on (an AI card's
+    /// updates): a tokio task; a thread of its own on the async-io stack.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
 }
 
 /// Largest HTTP answer body read (a downloaded file included).

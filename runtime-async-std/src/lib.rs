@@ -55,6 +55,7 @@ pub use dingtalk_core;
 pub use dingtalk_driver;
 #[cfg(feature = "redis")]
 pub use dingtalk_driver::RedisStore;
+pub use dingtalk_driver::{AiCard, AiCardError, AiCardOptions, AiCardOutcome, StreamMode};
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,

@@ -68,6 +68,7 @@ pub use dingtalk_core;
 pub use dingtalk_driver;
 #[cfg(feature = "redis")]
 pub use dingtalk_driver::RedisStore;
+pub use dingtalk_driver::{AiCardError, AiCardOptions, AiCardOutcome, StreamMode};
 pub use dingtalk_driver::{
     ClientError, Error, EventAck, HandlerError, RetryPolicy, StopHandle, default_tls_config,
     env_config, env_proxies, unix_ms,
@@ -165,9 +166,69 @@ impl ApiClient {
         block_on(self.inner.get_bytes(url))
     }
 
+    /// Starts an AI card in `space`; see [`dingtalk_driver::ApiClient::ai_card`].
+    pub fn ai_card(
+        &self,
+        space: dingtalk_core::api::card::CardSpace,
+        out_track_id: impl Into<String>,
+        options: AiCardOptions,
+    ) -> Result<AiCard, ClientError> {
+        block_on(self.inner.ai_card(space, out_track_id, options)).map(AiCard)
+    }
+
     /// The current access token, fetching it if needed; one refresh at a time.
     pub fn token(&self) -> Result<String, ClientError> {
         block_on(self.inner.token())
+    }
+}
+
+// ---- AI card ------------------------------------------------------------------------------
+
+/// An AI card being written, with blocking `finish` and `fail`; see
+/// [`dingtalk_driver::AiCard`]. Writing never blocks (a background thread sends the updates);
+/// dropped without `finish` or `fail`, the card is closed as failed.
+#[derive(Debug)]
+pub struct AiCard(dingtalk_driver::AiCard);
+
+impl AiCard {
+    /// The first card's `outTrackId`.
+    pub fn out_track_id(&self) -> &str {
+        self.0.out_track_id()
+    }
+
+    /// Whether the card could not be created and the text goes out as markdown at the end.
+    pub fn is_fallback(&self) -> bool {
+        self.0.is_fallback()
+    }
+
+    /// The text so far.
+    pub fn text(&self) -> String {
+        self.0.text()
+    }
+
+    /// Appends to the text. Never blocks.
+    pub fn append(&self, text: &str) -> Result<(), AiCardError> {
+        self.0.append(text)
+    }
+
+    /// Replaces the whole text. Never blocks.
+    pub fn replace(&self, text: &str) -> Result<(), AiCardError> {
+        self.0.replace(text)
+    }
+
+    /// Sets another card variable. Never blocks.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), AiCardError> {
+        self.0.set(key, value)
+    }
+
+    /// Sends the last text, closes the card as finished; blocks until it is.
+    pub fn finish(self) -> AiCardOutcome {
+        block_on(self.0.finish())
+    }
+
+    /// Sends the text so far and closes the card as failed; blocks until it is.
+    pub fn fail(self, reason: &str) -> AiCardOutcome {
+        block_on(self.0.fail(reason))
     }
 }
 
@@ -253,6 +314,11 @@ impl BotContext {
         data: CardParamMap,
     ) -> Result<CardResult, ClientError> {
         block_on(self.inner.reply_card(template_id, out_track_id, data))
+    }
+
+    /// Starts an AI card answering this message; see [`dingtalk_driver::BotContext::ai_card`].
+    pub fn ai_card(&self, options: AiCardOptions) -> Result<AiCard, ClientError> {
+        block_on(self.inner.ai_card(options)).map(AiCard)
     }
 
     /// Downloads a file, picture, audio or video of this message by its `downloadCode`.

@@ -23,6 +23,10 @@
 //!
 //! Waiting is done on change notifications with a deadline, never by sleeping.
 
+mod cards;
+
+pub use cards::{CardChange, MAX_STREAM_CONTENT, SimCard};
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -207,6 +211,8 @@ pub struct Snapshot {
     pub violations: Vec<String>,
     /// Frames pushed again because they were not acked in time ([`SimConfig::redeliver_after`]).
     pub redeliveries: Vec<Redelivery>,
+    /// The cards the bot created, by `outTrackId`, as they are now.
+    pub cards: BTreeMap<String, SimCard>,
 }
 
 impl Snapshot {
@@ -332,6 +338,7 @@ struct State {
     unacked: HashMap<String, (String, u64, Instant, u32)>,
     /// The text of every data frame pushed, by message id (not kept in bench mode).
     texts: HashMap<String, String>,
+    cards: cards::Cards,
 }
 
 impl State {
@@ -503,7 +510,20 @@ impl Control {
 
     /// A copy of everything recorded so far.
     pub fn snapshot(&self) -> Snapshot {
-        self.shared.lock().snap.clone()
+        let st = self.shared.lock();
+        let mut snap = st.snap.clone();
+        snap.cards.clone_from(&st.cards.cards);
+        snap
+    }
+
+    /// One card as it is now.
+    pub fn card(&self, out_track_id: &str) -> Option<SimCard> {
+        self.shared.lock().cards.cards.get(out_track_id).cloned()
+    }
+
+    /// The next `n` card creations fail with 400 `param.templateNotExist`.
+    pub fn fail_next_card_creates(&self, n: u32) {
+        self.shared.lock().cards.fail_creates = n;
     }
 
     // ---- pushing frames -------------------------------------------------------------------
@@ -1571,6 +1591,9 @@ fn api_call(
             "当前接口全局QPS限流",
         );
     }
+    if let Some(response) = st.cards.handle(method.as_str(), path, body) {
+        return response;
+    }
     let n = shared.next(&mut st);
     drop(st);
     let pqk = format!("sim-pqk-{n}");
@@ -1607,17 +1630,6 @@ fn api_call(
             }
             ok_json(json!({"downloadUrl": format!("{}/_files/{code}", shared.base_url)}))
         }
-        ("POST", "/v1.0/card/instances") => {
-            ok_json(json!({"success": true, "result": str_field("outTrackId")}))
-        }
-        ("PUT", "/v1.0/card/instances") | ("PUT", "/v1.0/card/streaming") => {
-            ok_json(json!({"success": true, "result": true}))
-        }
-        ("POST", "/v1.0/card/instances/deliver")
-        | ("POST", "/v1.0/card/instances/createAndDeliver") => ok_json(
-            json!({"success": true, "result": {"outTrackId": str_field("outTrackId"),
-                "deliverResults": [{"spaceId": str_field("openSpaceId"), "success": true, "carrierId": pqk}]}}),
-        ),
         ("POST", "/v1.0/im/v1.0/robot/interactiveCards/send") => {
             ok_json(json!({"processQueryKey": pqk}))
         }

@@ -190,6 +190,17 @@ impl HttpClient for Ureq {
         // it under `async_io::block_on`, where the thread sleeps in the reactor anyway.
         Box::pin(async_io::Timer::after(duration).map(|_| ()))
     }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        // Each background task is long-lived and waits mostly on timers: a thread of its own
+        // in the async-io reactor costs one stack and no executor.
+        let spawned = std::thread::Builder::new()
+            .name("dingtalk-task".into())
+            .spawn(move || async_io::block_on(task));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a background thread");
+        }
+    }
 }
 
 /// A ureq agent with these settings, direct (`proxy` `None`; ureq's own reading of the

@@ -198,6 +198,28 @@ impl HttpClient for Reqwest {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(task);
+            return;
+        }
+        // Called outside a runtime: the task gets a small one of its own.
+        let spawned = std::thread::Builder::new()
+            .name("dingtalk-task".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(task),
+                    Err(e) => tracing::error!(error = %e, "could not start a background runtime"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a background thread");
+        }
+    }
 }
 
 /// A transport error without its URL (which may carry an access token or a signature), with
