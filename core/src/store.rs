@@ -81,6 +81,10 @@ pub struct StoreConfig {
     /// throttles per app); `None` (the default): no shared budget. A call over the budget
     /// waits for the next second; when the store fails, calls go ahead.
     pub api_calls_per_second: Option<u32>,
+    /// How long an open AI card's entry stays valid without renewal (default 60 s; renewed
+    /// every third of it): a card whose replica died is closed as failed by another replica's
+    /// (or the restarted one's) sweep once this has passed.
+    pub ai_card_lease: Duration,
 }
 
 impl Default for StoreConfig {
@@ -96,6 +100,7 @@ impl Default for StoreConfig {
             retry_after_failure: Duration::from_secs(5),
             on_error: OnStoreError::FailOpen,
             api_calls_per_second: None,
+            ai_card_lease: Duration::from_secs(60),
         }
     }
 }
@@ -130,10 +135,50 @@ impl Keys {
         format!("{}:token-lock", self.base)
     }
 
+    /// The open AI cards of the app (a map: `outTrackId` → [`ai_card_entry`]).
+    pub fn ai_cards(&self) -> String {
+        format!("{}:ai-cards", self.base)
+    }
+
     /// The counter of OpenAPI calls in the second that starts at `unix_ms` (rounded down).
     pub fn budget(&self, unix_ms: i64) -> String {
         format!("{}:budget:{}", self.base, unix_ms.div_euclid(1000))
     }
+}
+
+/// How long the map of open cards lives after its last change (entries are removed when their
+/// card ends; this only bounds what a store keeps if every replica dies).
+pub const AI_CARDS_TTL: Duration = Duration::from_secs(86_400);
+
+/// Least time between two sweeps of one replica (besides the one at start).
+pub const AI_CARD_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// How often a live card renews its entry: a third of the lease (two renewals may fail).
+pub fn ai_card_renew_every(config: &StoreConfig) -> Duration {
+    (config.ai_card_lease / 3).max(Duration::from_millis(100))
+}
+
+/// When a starting replica sweeps again: once the leases of a process that died just before
+/// it started have surely run out.
+pub fn ai_card_second_sweep(config: &StoreConfig) -> Duration {
+    config
+        .ai_card_lease
+        .saturating_add(config.ai_card_lease / 4)
+        .max(Duration::from_secs(1))
+}
+
+/// The entry of an open AI card whose lease runs until `lease_until_unix_ms`.
+pub fn ai_card_entry(lease_until_unix_ms: i64) -> String {
+    format!("lease:{lease_until_unix_ms}")
+}
+
+/// Whether an entry's card was left open by a replica that is gone: its lease has run out (an
+/// entry that cannot be read counts as run out).
+pub fn ai_card_abandoned(entry: &str, now_unix_ms: i64) -> bool {
+    entry
+        .strip_prefix("lease:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_none_or(|until| until <= now_unix_ms)
 }
 
 /// How long a budget counter lives (its second, and a margin for clocks a little apart).
@@ -296,6 +341,19 @@ pub fn read_shared_token(
     let fresh_for = Duration::from_millis(u64::try_from(s.r.saturating_sub(now_unix_ms)).ok()?);
     // A value claiming more than a token can live is not believed.
     (fresh_for <= crate::auth::MAX_TOKEN_LIFETIME).then_some((s.t, fresh_for))
+}
+
+#[cfg(test)]
+mod ai_card_tests {
+    use super::{ai_card_abandoned, ai_card_entry};
+
+    #[test]
+    fn an_entry_is_abandoned_once_its_lease_ran_out_or_it_is_unreadable() {
+        let e = ai_card_entry(1_000);
+        assert!(!ai_card_abandoned(&e, 999), "a live replica's card stays");
+        assert!(ai_card_abandoned(&e, 1_000));
+        assert!(ai_card_abandoned("garbage", 0));
+    }
 }
 
 #[cfg(test)]

@@ -263,20 +263,49 @@ async fn pump<H: HttpClient>(
     created: Arc<event_listener::Event>,
 ) {
     let track = shared.track.clone();
+    let store = api.shared_state().cloned();
+    // The card shown now, and when its entry in the shared store is renewed next.
+    let mut live: Option<String> = None;
+    let mut renew_at = Instant::now();
     loop {
         let listener = shared.changed.listen();
         let step = shared.lock().poll(Instant::now());
         match step {
             Step::Call(call) => {
+                let creating = match &call {
+                    AiCardCall::Create(c) => Some(c.card.out_track_id.clone()),
+                    _ => None,
+                };
                 let result = execute(&api, call, &space, &fallback).await;
                 if let Err(e) = &result {
                     tracing::warn!(out_track_id = %track, error = %e.error, retryable = e.retryable, "an AI card call failed");
                 }
+                let ok = result.is_ok();
                 shared.lock().on_result(Instant::now(), result);
                 created.notify(usize::MAX);
+                if let (true, Some(new), Some(store)) = (ok, creating, &store) {
+                    // Recorded, so a replica can close it if this process dies.
+                    store.card_open(api.http(), &new).await;
+                    if let Some(old) = live.replace(new) {
+                        store.card_closed(api.http(), &old).await;
+                    }
+                    renew_at =
+                        Instant::now() + dingtalk_core::store::ai_card_renew_every(&store.config);
+                    sweep(&api, false).await;
+                }
             }
             Step::Wait(at) => {
-                let wait = at.saturating_duration_since(Instant::now());
+                let now = Instant::now();
+                if let (Some(store), Some(t)) = (&store, &live) {
+                    if now >= renew_at {
+                        store.card_open(api.http(), t).await;
+                        renew_at = Instant::now()
+                            + dingtalk_core::store::ai_card_renew_every(&store.config);
+                        continue;
+                    }
+                }
+                let until = if live.is_some() { at.min(renew_at) } else { at };
+                let wait = until.saturating_duration_since(now);
                 if !wait.is_zero() {
                     let _ = select(listener, api.http().sleep(wait)).await;
                 }
@@ -312,6 +341,9 @@ async fn pump<H: HttpClient>(
                     },
                 )
                 .increment(1);
+                if let (Some(store), Some(t)) = (&store, &live) {
+                    store.card_closed(api.http(), t).await;
+                }
                 api.open_cards().remove(id);
                 created.notify(usize::MAX);
                 shared.done.notify(usize::MAX);
@@ -319,6 +351,54 @@ async fn pump<H: HttpClient>(
             }
         }
     }
+}
+
+/// Closes, as failed, the AI cards that replicas which are gone left open (their entries in the
+/// shared store expired): each is taken by one replica only. Without a shared store, nothing.
+/// At most once per [`AI_CARD_SWEEP_EVERY`](dingtalk_core::store::AI_CARD_SWEEP_EVERY) unless
+/// `force`.
+pub(crate) async fn sweep<H: HttpClient>(api: &ApiClient<H>, force: bool) {
+    let Some(store) = api.shared_state() else {
+        return;
+    };
+    for track in store.abandoned_cards(api.http(), force).await {
+        let call = dingtalk_core::api::card::UpdateCard {
+            out_track_id: track.clone(),
+            card_data: Some(dingtalk_core::model::CardParamMap::default().with(
+                dingtalk_core::aicard::FLOW_STATUS_KEY,
+                dingtalk_core::aicard::FlowStatus::Failed.as_str(),
+            )),
+            private_data: Default::default(),
+            options: Some(dingtalk_core::model::CardUpdateOptions {
+                update_card_data_by_key: true,
+                update_private_data_by_key: false,
+            }),
+        };
+        match api.call(&call).await {
+            Ok(_) => {
+                tracing::info!(out_track_id = %track, "closed an AI card a stopped replica left open")
+            }
+            Err(e) => {
+                tracing::warn!(out_track_id = %track, error = %e, "could not close an AI card a stopped replica left open")
+            }
+        }
+    }
+}
+
+/// The sweeps at a client's start: one at once, one when the leases of a process that died just
+/// before have surely run out.
+pub(crate) fn sweep_at_start<H: HttpClient>(api: &ApiClient<H>) {
+    let Some(store) = api.shared_state() else {
+        return;
+    };
+    let again = dingtalk_core::store::ai_card_second_sweep(&store.config);
+    let api = api.clone();
+    let http = api.http().clone();
+    http.spawn(Box::pin(async move {
+        sweep(&api, true).await;
+        api.http().sleep(again).await;
+        sweep(&api, true).await;
+    }));
 }
 
 fn failure(e: &ClientError) -> CallFailure {

@@ -264,6 +264,11 @@ impl<H: HttpClient> ApiClient<H> {
         .await
     }
 
+    /// The state shared with other replicas, if any.
+    pub(crate) fn shared_state(&self) -> Option<&Arc<crate::store::SharedState>> {
+        self.shared.as_ref()
+    }
+
     /// The AI cards open on this client (and its clones).
     pub(crate) fn open_cards(&self) -> &crate::aicard::OpenCards {
         &self.cards

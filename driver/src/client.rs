@@ -620,6 +620,7 @@ impl<R: Runtime> Client<R> {
         config.rng_seed = seed();
         let session = Session::new(config, Instant::now())?;
         let driver = Driver::new(self.shared.rt.clone(), self.shared.clone(), session);
+        crate::aicard::sweep_at_start(&self.shared.api);
         let result = driver.await.map_err(Error::Stream);
         // No card left spinning: the open AI cards get their failed state before run returns.
         let api = &self.shared.api;

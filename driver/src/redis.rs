@@ -143,6 +143,56 @@ impl StateStore for RedisStore {
         })
     }
 
+    fn map_put(
+        &self,
+        key: String,
+        field: String,
+        value: String,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let conn = self.connection();
+        Box::pin(async move {
+            let mut c = conn?;
+            redis::pipe()
+                .atomic()
+                .hset(&key, &field, &value)
+                .ignore()
+                .pexpire(&key, i64::try_from(millis(ttl)).unwrap_or(i64::MAX))
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(error)
+        })
+    }
+
+    fn map_remove(
+        &self,
+        key: String,
+        field: String,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let conn = self.connection();
+        Box::pin(async move {
+            let mut c = conn?;
+            c.hdel::<_, _, u64>(&key, &field)
+                .await
+                .map(|n| n > 0)
+                .map_err(error)
+        })
+    }
+
+    fn map_entries(
+        &self,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, String)>, StoreError>> {
+        let conn = self.connection();
+        Box::pin(async move {
+            let mut c = conn?;
+            c.hgetall::<_, Vec<(String, String)>>(&key)
+                .await
+                .map_err(error)
+        })
+    }
+
     fn release(&self, key: String, value: String) -> BoxFuture<'static, Result<(), StoreError>> {
         let conn = self.connection();
         Box::pin(async move {

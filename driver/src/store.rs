@@ -46,6 +46,27 @@ pub trait StateStore: Send + Sync + 'static {
     /// Adds one to the counter `key` (created at 0, living `ttl`) and returns the new value.
     /// Redis: `INCR key` and `PEXPIRE key ttl` in one transaction.
     fn count(&self, key: String, ttl: Duration) -> BoxFuture<'static, Result<u64, StoreError>>;
+    /// Sets `field` of the map `key` to `value`, and the map to live `ttl`. Redis: `HSET` and
+    /// `PEXPIRE` in one transaction.
+    fn map_put(
+        &self,
+        key: String,
+        field: String,
+        value: String,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Removes `field` of the map `key`; whether it was there (of several replicas removing the
+    /// same field, one gets `true`). Redis: `HDEL`.
+    fn map_remove(
+        &self,
+        key: String,
+        field: String,
+    ) -> BoxFuture<'static, Result<bool, StoreError>>;
+    /// Every field of the map `key` with its value. Redis: `HGETALL`.
+    fn map_entries(
+        &self,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, String)>, StoreError>>;
 }
 
 /// A store with its configuration, the app's keys and this replica's name.
@@ -57,6 +78,8 @@ pub(crate) struct SharedState {
     last_warning: AtomicU64,
     /// When this state was made; `down_until` counts milliseconds from it.
     epoch: Instant,
+    /// When this replica last swept the open AI cards (ms since `epoch`, plus one; 0: never).
+    last_sweep: AtomicU64,
     /// The store is not asked before this (ms since `epoch`) after a failure.
     down_until: AtomicU64,
     /// Claims and locks whose holder was dropped half-way (a handler cancelled at its
@@ -126,6 +149,7 @@ impl SharedState {
             last_warning: AtomicU64::new(0),
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
+            last_sweep: AtomicU64::new(0),
             releases: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -152,6 +176,79 @@ impl SharedState {
                 self.warn("releasing a dropped claim failed", &e);
             }
         }
+    }
+
+    /// Records (or renews) the open AI card `track`.
+    pub(crate) async fn card_open<H: HttpClient>(&self, http: &H, track: &str) {
+        let until = crate::unix_ms().saturating_add(
+            // Never so short that a live replica's cards look abandoned between renewals.
+            i64::try_from(
+                self.config
+                    .ai_card_lease
+                    .max(Duration::from_secs(1))
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX),
+        );
+        let op = self.store.map_put(
+            self.keys.ai_cards(),
+            track.to_owned(),
+            decide::ai_card_entry(until),
+            decide::AI_CARDS_TTL,
+        );
+        if let Err(e) = self.run(http, op).await {
+            self.warn("recording an open AI card failed", &e);
+        }
+    }
+
+    /// Forgets the AI card `track` (it ended, or was taken over).
+    pub(crate) async fn card_closed<H: HttpClient>(&self, http: &H, track: &str) {
+        let op = self
+            .store
+            .map_remove(self.keys.ai_cards(), track.to_owned());
+        if let Err(e) = self.run(http, op).await {
+            self.warn("forgetting a closed AI card failed", &e);
+        }
+    }
+
+    /// The AI cards left open by replicas that are gone, each taken (removed from the store)
+    /// by this replica only. At most once per [`decide::AI_CARD_SWEEP_EVERY`] unless `force`.
+    pub(crate) async fn abandoned_cards<H: HttpClient>(
+        &self,
+        http: &H,
+        force: bool,
+    ) -> Vec<String> {
+        let now = self.elapsed_ms().saturating_add(1);
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let every = u64::try_from(decide::AI_CARD_SWEEP_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if !force && last != 0 && now < last.saturating_add(every) {
+            return Vec::new();
+        }
+        self.last_sweep.store(now, Ordering::Relaxed);
+        let entries = match self
+            .run(http, self.store.map_entries(self.keys.ai_cards()))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.warn("reading the open AI cards failed", &e);
+                return Vec::new();
+            }
+        };
+        let unix = crate::unix_ms();
+        let mut taken = Vec::new();
+        for (track, entry) in entries {
+            if !decide::ai_card_abandoned(&entry, unix) {
+                continue;
+            }
+            let op = self.store.map_remove(self.keys.ai_cards(), track.clone());
+            match self.run(http, op).await {
+                Ok(true) => taken.push(track),
+                Ok(false) => {}
+                Err(e) => self.warn("taking an abandoned AI card failed", &e),
+            }
+        }
+        taken
     }
 
     fn elapsed_ms(&self) -> u64 {

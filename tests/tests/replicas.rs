@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dingtalk_sim::{Chat, Sim, SimConfig};
+use dingtalk_sim::{Chat, Sim, SimCard, SimConfig};
 use dingtalk_tests::servers::{RedisServer, TempDir};
 use serde_json::json;
 
@@ -175,6 +175,54 @@ async fn killing_redis_loses_no_frame(adapter: &'static str) {
     assert!(sim.snapshot().violations.is_empty());
 }
 
+/// A replica dies (SIGKILL) with an AI card open: the card stays inputing, and the next
+/// replica to start closes it as failed once the dead one's lease (1 s here) has run out; a
+/// card is closed by one replica only.
+async fn a_dead_replicas_ai_card_is_closed_by_the_next(adapter: &'static str) {
+    let redis = redis();
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let dir = TempDir::new("aicard-crash");
+    let log = dir.0.join("handled").display().to_string();
+    let mut a = replica(adapter, &sim, &redis, &log, &["serve"]);
+    sim.wait_connections(1, T).await.unwrap();
+    sim.bot_text("ai-card", Chat::Private);
+    let open = |s: &dingtalk_sim::Snapshot| {
+        s.cards
+            .iter()
+            .find(|(_, c)| c.data.get("msgContent").map(String::as_str) == Some("left open"))
+            .map(|(id, c)| (id.clone(), c.flow_status().map(str::to_owned)))
+    };
+    let snap = sim
+        .wait_for("an open AI card", T, |s| open(s).is_some())
+        .await
+        .unwrap();
+    let (track, status) = open(&snap).unwrap();
+    assert_eq!(status.as_deref(), Some("2"), "inputing");
+    // The process dies: nothing of it closes the card.
+    let _ = a.0.kill();
+    let _ = a.0.wait();
+    sim.wait_for("A gone", T, |s| s.open_conns() == 0)
+        .await
+        .unwrap();
+    assert_eq!(sim.card(&track).unwrap().flow_status(), Some("2"));
+    // Two replicas start: the card is closed as failed, once.
+    let _b = replica(adapter, &sim, &redis, &log, &["serve"]);
+    let _c = replica(adapter, &sim, &redis, &log, &["serve"]);
+    sim.wait_for("the card closed", T, |s| {
+        s.cards.get(&track).and_then(SimCard::flow_status) == Some("5")
+    })
+    .await
+    .unwrap();
+    let closes = sim
+        .card(&track)
+        .unwrap()
+        .history
+        .iter()
+        .filter(|c| matches!(c, dingtalk_sim::CardChange::Updated(d) if d.get("flowStatus").map(String::as_str) == Some("5")))
+        .count();
+    assert_eq!(closes, 1, "{adapter}: closed by one replica");
+}
+
 macro_rules! per_adapter {
     ($($name:ident: $scenario:ident($adapter:expr);)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +242,9 @@ per_adapter! {
     tokio_killing_redis_loses_no_frame: killing_redis_loses_no_frame("tokio");
     async_std_killing_redis_loses_no_frame: killing_redis_loses_no_frame("async-std");
     blocking_killing_redis_loses_no_frame: killing_redis_loses_no_frame("blocking");
+    tokio_a_dead_replicas_ai_card_is_closed_by_the_next: a_dead_replicas_ai_card_is_closed_by_the_next("tokio");
+    async_std_a_dead_replicas_ai_card_is_closed_by_the_next: a_dead_replicas_ai_card_is_closed_by_the_next("async-std");
+    blocking_a_dead_replicas_ai_card_is_closed_by_the_next: a_dead_replicas_ai_card_is_closed_by_the_next("blocking");
 }
 
 /// A shared budget of OpenAPI calls: two replicas (a tokio client and a blocking one, each

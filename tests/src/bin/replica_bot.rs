@@ -6,6 +6,9 @@
 //! `card <outTrackId>` to the log, each bot message `bot <text>` (one `write` per line, so
 //! several processes can share the log).
 //!
+//! A bot message `ai-card` starts an AI card, writes `left open` to it and never returns (a
+//! test kills the process: the card is left open, as by a crash).
+//!
 //! `replica_bot … tokens <n>` asks for the access token `n` times at once through an
 //! `ApiClient` sharing the token via Redis, prints `ok`, and exits.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test helper aborts
@@ -40,6 +43,8 @@ fn store_config() -> StoreConfig {
         // A test kills Redis: come back to it soon.
         retry_after_failure: Duration::from_millis(500),
         op_timeout: Duration::from_millis(500),
+        // A test kills a replica with an open AI card: the others close it soon.
+        ai_card_lease: Duration::from_secs(1),
         ..StoreConfig::default()
     }
 }
@@ -75,6 +80,11 @@ fn main() {
                     let log = l1.clone();
                     async move {
                         log_line(&log, &format!("bot {}", ctx.text().unwrap_or_default()));
+                        if ctx.text() == Some("ai-card") {
+                            let card = ctx.ai_card(Default::default()).await?;
+                            card.append("left open").unwrap();
+                            std::future::pending::<()>().await;
+                        }
                         Ok::<(), dingtalk_tokio::HandlerError>(())
                     }
                 })
@@ -102,6 +112,11 @@ fn main() {
                     let log = l1.clone();
                     async move {
                         log_line(&log, &format!("bot {}", ctx.text().unwrap_or_default()));
+                        if ctx.text() == Some("ai-card") {
+                            let card = ctx.ai_card(Default::default()).await?;
+                            card.append("left open").unwrap();
+                            std::future::pending::<()>().await;
+                        }
                         Ok::<(), dingtalk_async_std::HandlerError>(())
                     }
                 })
@@ -123,6 +138,13 @@ fn main() {
                 .state_store(store, store_config())
                 .on_bot_message(move |ctx| {
                     log_line(&l1, &format!("bot {}", ctx.text().unwrap_or_default()));
+                    if ctx.text() == Some("ai-card") {
+                        let card = ctx.ai_card(Default::default())?;
+                        card.append("left open").unwrap();
+                        loop {
+                            std::thread::park();
+                        }
+                    }
                     Ok::<(), dingtalk_blocking::HandlerError>(())
                 })
                 .on_card_callback(move |cb, _api| {
