@@ -127,7 +127,7 @@ impl Cards {
             self.fail_creates -= 1;
             return bad("param.templateNotExist", "template is not exist");
         }
-        if self.cards.contains_key(track) {
+        if self.cards.contains_key(track) && !deliver {
             return bad("param.cardAlreadyExist", "card already exist");
         }
         let data = match param_map(&body["cardData"]) {
@@ -151,6 +151,13 @@ impl Cards {
                 return bad("param.openDeliverModelEmpty", "a deliver model is required");
             }
             card.spaces.push(space.to_owned());
+            // "One outTrackId, one card": create-and-deliver of a known id delivers it again.
+            if let Some(known) = self.cards.get_mut(track) {
+                known.spaces.push(space.to_owned());
+                return ok_json(json!({"success": true, "result": {"outTrackId": track,
+                    "deliverResults": [{"spaceId": space, "success": true,
+                                        "carrierId": format!("sim-carrier-{track}")}]}}));
+            }
         }
         self.cards.insert(track.to_owned(), card);
         if deliver {

@@ -46,6 +46,7 @@ macro_rules! surface {
             log: Log,
         ) -> impl std::future::Future<Output = (Option<Outcome>, Option<Outcome>)> {
             use $krate::{
+                AiCard, AiCardError, AiCardOptions, AiCardOutcome, StreamMode,
                 ApiClient, BotContext, Client, ClientBuilder, ClientError, Error, EventAck,
                 HandlerError, RetryPolicy, StopHandle, default_tls_config, env_config,
                 env_proxies, unix_ms,
@@ -136,6 +137,16 @@ macro_rules! surface {
             async move {
                 let token: Result<String, ClientError> = api.token() $($aw)*;
                 assert!(token.is_ok(), "{token:?}");
+                let space = dingtalk_core::api::card::CardSpace::Robot {
+                    user_id: "u1".into(),
+                    robot_code: None,
+                };
+                let ai: Result<AiCard, ClientError> =
+                    api.ai_card(space, "parity-ai", AiCardOptions::default()) $($aw)*;
+                let ai = ai.unwrap();
+                assert_eq!(ai.append(&"x".repeat(70_000)), Err(AiCardError::TooLong { limit: 65_536 }));
+                let failed: AiCardOutcome = ai.fail("parity") $($aw)*;
+                assert!(matches!(failed, AiCardOutcome::Failed { .. }), "{failed:?}");
                 let missing: Result<Vec<u8>, ClientError> =
                     api.get_bytes(&format!("{base}/no-such-file")) $($aw)*;
                 assert!(missing.is_err());
@@ -193,6 +204,18 @@ macro_rules! surface {
         ctx.reply(Message::text("4 message")) $($aw)* ?;
         let card = ctx.reply_card("tpl", "track-1", CardParamMap::default()) $($aw)*;
         $log.lock().unwrap().push(format!("card {}", card.is_ok()));
+        let options = AiCardOptions::default()
+            .mode(StreamMode::Full)
+            .min_interval(Duration::from_millis(10));
+        let ai: AiCard = ctx.ai_card(options) $($aw)* ?;
+        ai.set("title", "t").unwrap();
+        ai.replace("x").unwrap();
+        ai.append(" y").unwrap();
+        assert!(!ai.is_fallback());
+        assert_eq!(ai.text(), "x y");
+        assert!(ai.out_track_id().starts_with("ai-"));
+        let outcome: AiCardOutcome = ai.finish() $($aw)*;
+        $log.lock().unwrap().push(format!("ai card {outcome:?}"));
         let download = ctx.download("no-such-code") $($aw)*;
         $log.lock().unwrap().push(format!("download {}", download.is_ok()));
         $log.lock().unwrap().push(format!("bot {text}"));
@@ -271,6 +294,7 @@ async fn every_adapter_has_the_same_surface_and_answers() {
         assert_eq!(
             seen,
             &vec![
+                "ai card Finished { cards: 1 }".to_owned(),
                 format!("bot hi {adapter}"),
                 "card callback ".to_owned() + &format!("track-{adapter}"),
                 "card true".to_owned(),
