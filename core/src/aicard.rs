@@ -918,7 +918,7 @@ fn split(text: &str, limit: usize) -> Vec<std::ops::Range<usize>> {
         let window = &text[start..];
         let max = floor_char(window, limit);
         let cut = match window[..max].rfind('\n') {
-            Some(nl) if nl + 1 > max / 2 => nl + 1,
+            Some(nl) if nl + 1 >= max / 2 => nl + 1,
             _ => max,
         };
         let cut = if cut == 0 {
