@@ -32,6 +32,7 @@
 
 mod aicard;
 mod api;
+pub mod callback;
 mod client;
 mod context;
 mod driver;

@@ -51,6 +51,42 @@
 
 use dingtalk_driver::runtime::{AsyncIo, Ureq};
 
+/// HTTP-callback mode (feature `http-callback`): DingTalk POSTs outgoing-robot messages and
+/// subscribed events to your server; they reach the same handlers as Stream mode, verified,
+/// deduplicated and bounded (see [`dingtalk_driver::callback`]). Served by hyper on the
+/// async-io stack in one future (no executor needed); hyper brings tokio's `sync` primitives,
+/// never its runtime.
+///
+/// ```no_run
+/// # async fn demo(client: dingtalk_async_std::Client) -> std::io::Result<()> {
+/// let listener = std::net::TcpListener::bind("0.0.0.0:8080")?;
+/// dingtalk_async_std::http_callback::serve(listener, &client, None).await // POST /robot
+/// # }
+/// ```
+#[cfg(feature = "http-callback")]
+pub mod http_callback {
+    use std::sync::Arc;
+
+    use dingtalk_core::callback::EventCrypto;
+    use dingtalk_driver::runtime::AsyncIo;
+
+    pub use dingtalk_driver::callback::{CallbackLimits, MAX_CONNECTIONS};
+
+    /// The service: every decision and the handler calls.
+    pub type CallbackService = dingtalk_driver::callback::CallbackService<AsyncIo>;
+
+    /// Serves `client`'s handlers on `listener`: `POST /robot` and, with `crypto`,
+    /// `POST /events`, until the future is dropped.
+    pub async fn serve(
+        listener: std::net::TcpListener,
+        client: &crate::Client,
+        crypto: Option<EventCrypto>,
+    ) -> std::io::Result<()> {
+        let service = Arc::new(CallbackService::new(client, crypto));
+        dingtalk_driver::callback::serve(listener, service).await
+    }
+}
+
 pub use dingtalk_core;
 pub use dingtalk_driver;
 #[cfg(feature = "redis")]

@@ -729,6 +729,44 @@ impl Client {
     }
 }
 
+// ---- HTTP callbacks ---------------------------------------------------------------------
+
+/// HTTP-callback mode (feature `http-callback`): DingTalk POSTs outgoing-robot messages and
+/// subscribed events to your server; they reach the same handlers as Stream mode, verified,
+/// deduplicated and bounded (see [`dingtalk_driver::callback`]). Served by hyper on this thread
+/// (its connections and handler calls multiplexed in the async-io reactor, handlers on the
+/// client's thread pool).
+///
+/// ```no_run
+/// # fn demo(client: dingtalk_blocking::Client) -> std::io::Result<()> {
+/// let listener = std::net::TcpListener::bind("0.0.0.0:8080")?;
+/// std::thread::spawn(move || dingtalk_blocking::http_callback::serve(listener, &client, None));
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "http-callback")]
+pub mod http_callback {
+    use std::sync::Arc;
+
+    use dingtalk_core::callback::EventCrypto;
+    use dingtalk_driver::runtime::AsyncIo;
+
+    pub use dingtalk_driver::callback::{CallbackLimits, MAX_CONNECTIONS};
+
+    /// The service: every decision and the handler calls.
+    pub type CallbackService = dingtalk_driver::callback::CallbackService<AsyncIo>;
+
+    /// Serves `client`'s handlers on `listener` (`POST /robot` and, with `crypto`,
+    /// `POST /events`), blocking this thread.
+    pub fn serve(
+        listener: std::net::TcpListener,
+        client: &crate::Client,
+        crypto: Option<EventCrypto>,
+    ) -> std::io::Result<()> {
+        let service = Arc::new(CallbackService::new(&client.inner, crypto));
+        async_io::block_on(dingtalk_driver::callback::serve(listener, service))
+    }
+}
+
 // ---- group --------------------------------------------------------------------------------
 
 /// Several clients (several apps in one process) run on one thread and stopped together; a

@@ -15,38 +15,24 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use dingtalk_core::callback::EventCrypto;
-use dingtalk_core::callback_server::{CallbackAnswer, CallbackServer, Ticket, Verdict};
-use dingtalk_core::{FrameType, Outcome, topic};
+use dingtalk_driver::runtime::{BoxFuture, Tokio};
 
-pub use dingtalk_core::callback_server::CallbackLimits;
+pub use dingtalk_driver::callback::CallbackLimits;
 
-use crate::{Client, unix_ms};
+use crate::Client;
 
-struct CallbackState {
-    client: Client,
-    server: Mutex<CallbackServer>,
-}
-
-impl CallbackState {
-    fn has_handler(&self, kind: FrameType, topic: &str) -> bool {
-        self.client.config().route(kind, topic).is_some()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, CallbackServer> {
-        self.server.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// The service behind the router (every decision and the handler calls; see
+/// [`dingtalk_driver::callback`]).
+pub type CallbackService = dingtalk_driver::callback::CallbackService<Tokio>;
 
 /// An axum router with `POST /robot` (outgoing-robot callbacks, verified with the app secret)
 /// and, when `crypto` is given, `POST /events` (event subscription). Both use the handlers
@@ -64,167 +50,28 @@ pub fn router(client: &Client, crypto: Option<EventCrypto>) -> Router {
 /// deadline).
 pub fn router_with(client: &Client, crypto: Option<EventCrypto>, limits: CallbackLimits) -> Router {
     let max_body = limits.max_body;
-    let secret = client.config().credentials.client_secret().to_owned();
-    let state = Arc::new(CallbackState {
-        client: client.clone(),
-        server: Mutex::new(CallbackServer::new(secret, crypto, limits)),
-    });
+    let service = Arc::new(CallbackService::with_limits(client, crypto, limits));
     Router::new()
-        .route("/robot", post(robot))
-        .route("/events", post(events))
-        // The server refuses larger bodies itself; axum stops reading them at the same size.
+        .route("/robot", any(handle))
+        .route("/events", any(handle))
+        // The service refuses larger bodies itself; axum stops reading them at the same size.
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(service)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
-fn respond(answer: CallbackAnswer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = if answer.status == 200 {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    let mut response =
-        (status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response();
-    if let Some(secs) = answer.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-/// Hands the slot back when the handler call ends, however it ends (a cancelled or panicking
-/// call counts as failed).
-struct Slot {
-    state: Arc<CallbackState>,
-    ticket: Option<Ticket>,
-    handled: bool,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.state
-                .lock()
-                .finished(ticket, self.handled, Instant::now());
-        }
-    }
-}
-
-/// Runs the handler for `frame` in its own task; the receiver gets whether it succeeded.
-fn spawn_handler(
-    state: &Arc<CallbackState>,
-    frame: dingtalk_core::Frame,
-    ticket: Ticket,
-) -> tokio::sync::oneshot::Receiver<bool> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut slot = Slot {
-        state: state.clone(),
-        ticket: Some(ticket),
-        handled: false,
-    };
-    let call = state.client.dispatch(frame);
-    tokio::spawn(async move {
-        let handled = match call {
-            Some(call) => matches!(call.await, Outcome::Ok(_)),
-            None => false,
-        };
-        slot.handled = handled;
-        drop(slot);
-        let _ = tx.send(handled);
-    });
-    rx
-}
-
-fn random24() -> [u8; 24] {
-    std::array::from_fn(|_| fastrand::u8(..))
-}
-
-async fn robot(
-    State(state): State<Arc<CallbackState>>,
+async fn handle(
+    State(service): State<Arc<CallbackService>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !state.has_handler(FrameType::Callback, topic::BOT_MESSAGE) {
-        return (StatusCode::NOT_FOUND, "no bot-message handler").into_response();
-    }
-    let verdict = state.lock().robot(
-        header(&headers, "timestamp"),
-        header(&headers, "sign"),
-        &body,
-        unix_ms(),
-        Instant::now(),
-    );
-    match verdict {
-        Verdict::Answer(answer) => respond(answer),
-        Verdict::Handle {
-            frame,
-            ticket,
-            answer,
-        } => {
-            // Replies go through the session webhook: answered at once.
-            drop(spawn_handler(&state, frame, ticket)); // answered without waiting
-            respond(answer.unwrap_or_else(|| CallbackAnswer {
-                status: 200,
-                body: r#"{"msgtype":"empty"}"#.into(),
-                retry_after: None,
-            }))
-        }
-    }
-}
-
-async fn events(
-    State(state): State<Arc<CallbackState>>,
-    Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    if !state.has_handler(FrameType::Event, topic::ALL_EVENTS) {
-        return (StatusCode::NOT_FOUND, "no event handler").into_response();
-    }
-    let get = |a: &str, b: &str| q.get(a).or_else(|| q.get(b)).map_or("", String::as_str);
-    let verdict = state.lock().event(
-        get("msg_signature", "signature"),
-        get("timestamp", "timeStamp"),
-        get("nonce", "nonce"),
-        &body,
-        unix_ms(),
-        Instant::now(),
-        random24(),
-    );
-    match verdict {
-        Verdict::Answer(answer) => respond(answer),
-        Verdict::Handle {
-            frame,
-            ticket,
-            answer: Some(answer),
-        } => {
-            drop(spawn_handler(&state, frame, ticket)); // answered without waiting
-            respond(answer)
-        }
-        Verdict::Handle {
-            frame,
-            ticket,
-            answer: None,
-        } => {
-            let within = state.lock().limits().answer_within;
-            let done = spawn_handler(&state, frame, ticket);
-            // DingTalk resends slow answers: past the deadline the event is accepted and its
-            // handler finishes in the background (a resent copy is recognised meanwhile).
-            let handled = match tokio::time::timeout(within, done).await {
-                Ok(Ok(handled)) => Some(handled),
-                Ok(Err(_)) => Some(false),
-                Err(_) => None,
-            };
-            let answer = state.lock().event_answer(handled, unix_ms(), random24());
-            respond(answer)
-        }
-    }
+    let spawn = |task: BoxFuture<'static, ()>| {
+        tokio::spawn(task);
+    };
+    service
+        .handle(&method, &uri, &headers, &body, &spawn)
+        .await
+        .map(Body::from)
+        .into_response()
 }
