@@ -424,6 +424,29 @@ impl Drop for Sim {
     }
 }
 
+/// The client the emulator POSTs callbacks with (plain HTTP to loopback; rustls with ring is
+/// configured only because reqwest needs a provider).
+fn http_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -802,6 +825,87 @@ impl Control {
     pub fn bot_picture(&self, chat: Chat) -> String {
         let data = self.bot_message_data("picture", "", chat).to_string();
         self.push_frame("CALLBACK", "/v1.0/im/bot/messages/get", &data)
+    }
+
+    /// Acts as DingTalk's outgoing robot in HTTP-callback mode: POSTs a chatbot message with
+    /// `text` to `url` (your server's `/robot`), signed with the app secret (`timestamp` and
+    /// `sign` headers, as DingTalk sends them). Returns the answer's status and body. The bot's
+    /// replies reach this emulator's session webhook, as in Stream mode.
+    pub async fn robot_callback(
+        &self,
+        url: &str,
+        text: &str,
+        chat: Chat,
+    ) -> Result<(u16, String), String> {
+        let body = self.bot_message_data("text", text, chat).to_string();
+        let ts = now_ms();
+        let sign = dingtalk_core::webhook::sign(&self.shared.config.client_secret, ts);
+        let answer = http_client()?
+            .post(url)
+            .header("timestamp", ts.to_string())
+            .header("sign", sign)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = answer.status().as_u16();
+        let text = answer
+            .text()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        Ok((status, text))
+    }
+
+    /// Acts as DingTalk's event subscription in HTTP-callback mode: POSTs the event
+    /// `event_type` with `fields` to `url` (your server's `/events`), encrypted and signed with
+    /// `crypto` (the token and `aes_key` you set in the console). Returns the answer's status
+    /// and, when it is the encrypted reply, its decrypted text (`success`).
+    pub async fn event_callback(
+        &self,
+        url: &str,
+        crypto: &dingtalk_core::callback::EventCrypto,
+        event_type: &str,
+        fields: Value,
+    ) -> Result<(u16, String), String> {
+        let mut plain = json!({"EventType": event_type, "CorpId": "dingSimCorp",
+                               "EventId": format!("sim-event-{}", now_ms())});
+        if let (Some(p), Some(f)) = (plain.as_object_mut(), fields.as_object()) {
+            p.extend(f.clone());
+        }
+        let ts = now_ms().to_string();
+        let nonce = format!("n{}", self.shared.next(&mut self.shared.lock()));
+        let random: [u8; 16] = *b"simsimsimsimsim0";
+        let sealed = crypto.encrypt(&plain.to_string(), &ts, &nonce, random);
+        let answer = http_client()?
+            .post(format!(
+                "{url}?msg_signature={}&timestamp={ts}&nonce={nonce}",
+                sealed.msg_signature
+            ))
+            .header("content-type", "application/json")
+            .body(json!({"encrypt": sealed.encrypt}).to_string())
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = answer.status().as_u16();
+        let body = answer
+            .text()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let text = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                crypto
+                    .decrypt(
+                        v["msg_signature"].as_str()?,
+                        v["timeStamp"].as_str()?,
+                        v["nonce"].as_str()?,
+                        v["encrypt"].as_str()?,
+                    )
+                    .ok()
+            })
+            .unwrap_or(body);
+        Ok((status, text))
     }
 
     /// A card button is clicked; returns the frame's message id.
