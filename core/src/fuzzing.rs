@@ -43,6 +43,20 @@ pub fn models(data: &[u8]) {
     if let Ok(g) = serde_json::from_slice::<GraphRequest>(data) {
         let _ = (g.path(), g.query());
     }
+    // Organisation events: the first byte picks a typed event type.
+    if let (Some((first, rest)), true) = (data.split_first(), !data.is_empty()) {
+        const TYPES: [&str; 6] = [
+            "user_add_org",
+            "org_dept_create",
+            "chat_update_title",
+            "bpms_instance_change",
+            "bpms_task_change",
+            "other",
+        ];
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(rest) {
+            let _ = crate::events::OrgEvent::parse(TYPES[usize::from(*first) % TYPES.len()], &v);
+        }
+    }
 }
 
 /// API response parsing for both envelopes. First byte: family; next two: status.

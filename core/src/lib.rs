@@ -145,6 +145,7 @@ pub mod callback_server;
 pub mod config;
 pub mod dedup;
 pub mod error;
+pub mod events;
 pub mod frame;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -568,6 +568,13 @@ pub struct Event {
 }
 
 impl Event {
+    /// The data typed, for the common event types ([`crate::events`]; any other type is
+    /// [`OrgEvent::Other`](crate::events::OrgEvent::Other) with the raw data). A payload that
+    /// does not fit its type is an error; the raw [`Event::data`] stays.
+    pub fn typed(&self) -> Result<crate::events::OrgEvent, serde_json::Error> {
+        crate::events::OrgEvent::parse(&self.event_type, &self.data)
+    }
+
     /// Builds the event from an EVENT frame.
     pub fn from_frame(frame: &crate::frame::Frame) -> Result<Self, crate::frame::FrameError> {
         let data = if frame.data_is_empty() {

@@ -216,6 +216,8 @@ impl Keyed {
 pub struct Table<F> {
     keys: Keyed,
     handlers: Vec<F>,
+    /// Handlers by a prefix of the subject (a card's `outTrackId`), longest first.
+    prefixes: Vec<(String, F)>,
     fallback: Option<F>,
 }
 
@@ -224,6 +226,7 @@ impl<F> Default for Table<F> {
         Self {
             keys: Keyed::new(),
             handlers: Vec::new(),
+            prefixes: Vec::new(),
             fallback: None,
         }
     }
@@ -237,6 +240,35 @@ impl<F> Table<F> {
             Some(slot) => *slot = f,
             None => self.handlers.push(f),
         }
+    }
+
+    /// Registers `f` for subjects starting with `prefix` (replacing an earlier one for the same
+    /// prefix): the cards of one kind, by the `outTrackId` prefix you give them.
+    pub fn add_prefix(&mut self, prefix: &str, f: F) {
+        self.prefixes.retain(|(p, _)| p != prefix);
+        self.prefixes.push((prefix.to_owned(), f));
+        // Longest first: the most specific prefix wins.
+        self.prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    }
+
+    /// The handler of the first candidate key that has one, else of the longest prefix of
+    /// `subject`, else the fallback.
+    pub fn pick_for<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = &'a str>,
+        subject: &str,
+    ) -> Option<&F> {
+        self.keys
+            .pick(candidates)
+            .and_then(|i| self.handlers.get(i))
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .find(|(p, _)| subject.starts_with(p.as_str()))
+                    .map(|(_, f)| f)
+            })
+            .or(self.fallback.as_ref())
     }
 
     /// Registers the fallback.
@@ -262,6 +294,19 @@ impl<F> Table<F> {
 mod tests {
     #![allow(clippy::unwrap_used)] // tests abort on failure
     use super::*;
+
+    #[test]
+    fn cards_route_by_action_then_longest_track_prefix_then_fallback() {
+        let mut t: Table<&str> = Table::default();
+        t.add("approve", "approve");
+        t.add_prefix("vote-", "vote");
+        t.add_prefix("vote-poll-", "poll");
+        t.set_fallback("fallback");
+        assert_eq!(t.pick_for(["approve"], "vote-1"), Some(&"approve"));
+        assert_eq!(t.pick_for(["other"], "vote-1"), Some(&"vote"));
+        assert_eq!(t.pick_for([], "vote-poll-9"), Some(&"poll"));
+        assert_eq!(t.pick_for([], "ai-1"), Some(&"fallback"));
+    }
 
     fn message(msgtype: &str, text: Option<&str>) -> ChatbotMessage {
         let mut v = serde_json::json!({

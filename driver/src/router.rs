@@ -294,6 +294,20 @@ impl<H: HttpClient> CardRouter<H> {
         self
     }
 
+    /// Clicks on cards whose `outTrackId` starts with `prefix` (the cards of one template, by
+    /// the id prefix you give them: the callback names the card, not its template), when no
+    /// action handler takes the click. The longest matching prefix wins.
+    #[must_use]
+    pub fn on_card<F, Fut>(mut self, prefix: &str, f: F) -> Self
+    where
+        F: Fn(CardCallback, ApiClient<H>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<CardCallbackResponse>, HandlerError>> + Send + 'static,
+    {
+        self.0
+            .add_prefix(prefix, Arc::new(move |cb, api| Box::pin(f(cb, api))));
+        self
+    }
+
     /// Any other action.
     #[must_use]
     pub fn fallback<F, Fut>(mut self, f: F) -> Self
@@ -313,7 +327,10 @@ impl<H: HttpClient> CardRouter<H> {
         api: ApiClient<H>,
     ) -> BoxFuture<'static, Result<Option<CardCallbackResponse>, HandlerError>> {
         let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
-        match self.0.pick(ids.iter().map(String::as_str)) {
+        match self
+            .0
+            .pick_for(ids.iter().map(String::as_str), &callback.out_track_id)
+        {
             Some(f) => f(callback, api),
             None => Box::pin(async { Ok(None) }),
         }

@@ -1019,6 +1019,20 @@ impl CardRouter {
         self
     }
 
+    /// Clicks on cards whose `outTrackId` starts with `prefix`, when no action handler takes
+    /// the click; see [`dingtalk_driver::CardRouter::on_card`].
+    #[must_use]
+    pub fn on_card<F>(mut self, prefix: &str, f: F) -> Self
+    where
+        F: Fn(CardCallback, &ApiClient) -> Result<Option<CardCallbackResponse>, HandlerError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.0.add_prefix(prefix, Arc::new(f));
+        self
+    }
+
     /// Any other action.
     #[must_use]
     pub fn fallback<F>(mut self, f: F) -> Self
@@ -1039,7 +1053,10 @@ impl CardRouter {
         api: &ApiClient,
     ) -> Result<Option<CardCallbackResponse>, HandlerError> {
         let ids = callback.action().map(|a| a.action_ids).unwrap_or_default();
-        match self.0.pick(ids.iter().map(String::as_str)) {
+        match self
+            .0
+            .pick_for(ids.iter().map(String::as_str), &callback.out_track_id)
+        {
             Some(f) => f(callback, api),
             None => Ok(None),
         }

@@ -910,8 +910,14 @@ impl Control {
 
     /// A card button is clicked; returns the frame's message id.
     pub fn card_callback(&self, out_track_id: &str, params: Value) -> String {
+        self.card_action(out_track_id, "sim_button", params)
+    }
+
+    /// A click on the button `action_id` of the card `out_track_id`; returns the frame's
+    /// message id.
+    pub fn card_action(&self, out_track_id: &str, action_id: &str, params: Value) -> String {
         let content =
-            json!({"cardPrivateData": {"actionIds": ["sim_button"], "params": params}}).to_string();
+            json!({"cardPrivateData": {"actionIds": [action_id], "params": params}}).to_string();
         let data = json!({
             "extension": "{}", "corpId": "dingSimCorp", "spaceType": "im", "userIdType": 1,
             "type": "actionCallback", "userId": "sim-staff-1", "content": content,

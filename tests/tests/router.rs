@@ -165,13 +165,16 @@ async fn blocking_router() {
     );
 }
 
-/// Events by type (`user_add_org` answers `LATER`, any other goes to the fallback, which
-/// answers `SUCCESS`) and card actions by action id (the emulator's button is `sim_button`).
+/// Events by type (`user_add_org`, typed as `UserJoined` with its user, answers `LATER`; any
+/// other goes to the fallback, which answers `SUCCESS` for the typed `DeptCreated` it gets),
+/// card actions by action id (the emulator's button is `sim_button`), and a click on another
+/// button of a `poll-` card by the card's id prefix.
 async fn events_and_cards(sim: &Sim) {
     sim.wait_connections(1, T).await.unwrap();
     let add = sim.event("user_add_org", serde_json::json!({"userId": ["u1"]}));
     let dept = sim.event("org_dept_create", serde_json::json!({"deptId": [7]}));
     let card = sim.card_callback("track-r", serde_json::json!({"answer": "yes"}));
+    let poll = sim.card_action("poll-7", "other_button", serde_json::json!({}));
     let status = |id: String| async move {
         let ack = sim.wait_ack(&id, T).await.unwrap();
         ack.data.clone()
@@ -182,6 +185,36 @@ async fn events_and_cards(sim: &Sim) {
         status(card).await,
         serde_json::json!({"response": {"cardData": {"cardParamMap": {"clicked": "sim_button"}}}})
     );
+    assert_eq!(
+        status(poll).await,
+        serde_json::json!({"response": {"cardData": {"cardParamMap": {"clicked": "poll card"}}}})
+    );
+}
+
+fn poll_clicked() -> dingtalk_core::model::CardCallbackResponse {
+    dingtalk_core::model::CardCallbackResponse {
+        card_update_options: None,
+        card_data: Some(dingtalk_core::model::CardParamMap::default().with("clicked", "poll card")),
+        user_private_data: None,
+    }
+}
+
+/// `LATER` for a typed `user_add_org` of user `u1`.
+fn joined(ev: &dingtalk_core::model::Event) -> dingtalk_core::EventAck {
+    use dingtalk_core::events::OrgEvent;
+    match ev.typed() {
+        Ok(OrgEvent::UserJoined(c)) if c.user_ids == ["u1"] => dingtalk_core::EventAck::Later,
+        _ => dingtalk_core::EventAck::Success,
+    }
+}
+
+/// `SUCCESS` for a typed `org_dept_create` of department 7.
+fn other_event(ev: &dingtalk_core::model::Event) -> dingtalk_core::EventAck {
+    use dingtalk_core::events::OrgEvent;
+    match ev.typed() {
+        Ok(OrgEvent::DeptCreated(d)) if d.dept_ids == ["7"] => dingtalk_core::EventAck::Success,
+        _ => dingtalk_core::EventAck::Later,
+    }
 }
 
 fn clicked() -> dingtalk_core::model::CardCallbackResponse {
@@ -197,19 +230,20 @@ fn clicked() -> dingtalk_core::model::CardCallbackResponse {
 async fn async_events_and_cards<R: Runtime>(
     block_on: fn(dingtalk_driver::Client<R>) -> Result<(), dingtalk_driver::Error>,
 ) {
-    use dingtalk_core::EventAck;
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let (id, secret) = sim.credentials();
     let client = dingtalk_driver::Client::<R>::builder(Credentials::new(id, secret))
         .endpoints(Endpoints::single(sim.base_url()))
         .event_router(
             dingtalk_driver::EventRouter::new()
-                .on("user_add_org", |_ev, _api| async { Ok(EventAck::Later) })
-                .fallback(|_ev, _api| async { Ok(EventAck::Success) }),
+                .on("user_add_org", |ev, _api| async move { Ok(joined(&ev)) })
+                .fallback(|ev, _api| async move { Ok(other_event(&ev)) }),
         )
         .card_router(
             dingtalk_driver::CardRouter::new()
-                .on_action("sim_button", |_cb, _api| async { Ok(Some(clicked())) }),
+                .on_action("sim_button", |_cb, _api| async { Ok(Some(clicked())) })
+                .on_card("poll-", |_cb, _api| async { Ok(Some(poll_clicked())) })
+                .on_card("p", |_cb, _api| async { Ok(None) }),
         )
         .build()
         .unwrap();
@@ -244,19 +278,20 @@ async fn async_std_event_and_card_routers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_event_and_card_routers() {
-    use dingtalk_core::EventAck;
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let (id, secret) = sim.credentials();
     let client = dingtalk_blocking::Client::builder(Credentials::new(id, secret))
         .endpoints(Endpoints::single(sim.base_url()))
         .event_router(
             dingtalk_blocking::EventRouter::new()
-                .on("user_add_org", |_ev, _api| Ok(EventAck::Later))
-                .fallback(|_ev, _api| Ok(EventAck::Success)),
+                .on("user_add_org", |ev, _api| Ok(joined(&ev)))
+                .fallback(|ev, _api| Ok(other_event(&ev))),
         )
         .card_router(
             dingtalk_blocking::CardRouter::new()
-                .on_action("sim_button", |_cb, _api| Ok(Some(clicked()))),
+                .on_action("sim_button", |_cb, _api| Ok(Some(clicked())))
+                .on_card("poll-", |_cb, _api| Ok(Some(poll_clicked())))
+                .on_card("p", |_cb, _api| Ok(None)),
         )
         .build()
         .unwrap();
