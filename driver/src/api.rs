@@ -293,6 +293,63 @@ impl<H: HttpClient> ApiClient<H> {
         self.call(&call).await
     }
 
+    /// Uploads the file at `path` as media of `kind`, named after the path's file name. The
+    /// size limit is checked from the file's metadata before anything is read (a typed
+    /// `TooLarge` error), and the file is read on a thread of its own, so no async task waits
+    /// on the disk. Then as [`ApiClient::upload`].
+    pub async fn upload_path(
+        &self,
+        kind: dingtalk_core::api::media::MediaType,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<dingtalk_core::api::media::Uploaded, ClientError> {
+        use dingtalk_core::ApiError;
+        let path = path.as_ref().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| ApiError::validation("the path has no file name"))?
+            .to_owned();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let max = kind.max_bytes();
+        let reading = std::thread::Builder::new()
+            .name("dingtalk-read".into())
+            .spawn(move || {
+                let read = || -> Result<Vec<u8>, ApiError> {
+                    let io = |e: std::io::Error| {
+                        ApiError::validation(format!("cannot read the file: {}", e.kind()))
+                    };
+                    let len = std::fs::metadata(&path).map_err(io)?.len();
+                    if len > max as u64 {
+                        return Err(ApiError::new(
+                            dingtalk_core::ErrorKind::TooLarge,
+                            format!("the file of {len} bytes exceeds the limit of {max} bytes"),
+                        ));
+                    }
+                    let mut bytes = Vec::new();
+                    // At most one byte past the limit, should the file grow meanwhile.
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(
+                            std::fs::File::open(&path).map_err(io)?,
+                            max as u64 + 1,
+                        ),
+                        &mut bytes,
+                    )
+                    .map_err(io)?;
+                    Ok(bytes)
+                };
+                let _ = tx.send(read());
+            });
+        if reading.is_err() {
+            return Err(ClientError::Api(ApiError::validation(
+                "could not start a thread to read the file",
+            )));
+        }
+        let bytes = rx.await.map_err(|_| {
+            ClientError::Api(ApiError::validation("the file read was interrupted"))
+        })??;
+        self.upload(kind, name, bytes).await
+    }
+
     /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB; `https://` only
     /// (plain `http://` to loopback, for the emulator).
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {

@@ -161,7 +161,18 @@ impl ApiClient {
         block_on(self.inner.upload(kind, file_name, bytes))
     }
 
-    /// Downloads the bytes behind a URL (e.g. a `downloadUrl`), at most 64 MiB.
+    /// Uploads the file at `path` (the size checked before reading); see
+    /// [`dingtalk_driver::ApiClient::upload_path`].
+    pub fn upload_path(
+        &self,
+        kind: dingtalk_core::api::media::MediaType,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<dingtalk_core::api::media::Uploaded, ClientError> {
+        block_on(self.inner.upload_path(kind, path))
+    }
+
+    /// Downloads the bytes behind a URL (at most 64 MiB); see
+    /// [`dingtalk_driver::ApiClient::get_bytes`].
     pub fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ClientError> {
         block_on(self.inner.get_bytes(url))
     }

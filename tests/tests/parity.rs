@@ -147,6 +147,22 @@ macro_rules! surface {
                 assert_eq!(ai.append(&"x".repeat(70_000)), Err(AiCardError::TooLong { limit: 65_536 }));
                 let failed: AiCardOutcome = ai.fail("parity") $($aw)*;
                 assert!(matches!(failed, AiCardOutcome::Failed { .. }), "{failed:?}");
+                // Media from a path: uploaded; too large is refused from the metadata.
+                let dir = std::env::temp_dir().join(format!("parity-{}-{}", std::process::id(), unix_ms()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let small = dir.join("cat.png");
+                std::fs::write(&small, b"fake png").unwrap();
+                let big = dir.join("big.png");
+                std::fs::File::create(&big).unwrap().set_len(21 * 1024 * 1024).unwrap();
+                use dingtalk_core::api::media::{MediaType, Uploaded};
+                let up: Result<Uploaded, ClientError> = api.upload_path(MediaType::Image, &small) $($aw)*;
+                assert!(up.unwrap().media_id.starts_with("@sim-media-"));
+                let too_big: Result<Uploaded, ClientError> = api.upload_path(MediaType::Image, &big) $($aw)*;
+                assert!(
+                    matches!(&too_big, Err(ClientError::Api(e)) if e.kind == dingtalk_core::ErrorKind::TooLarge),
+                    "{too_big:?}"
+                );
+                let _ = std::fs::remove_dir_all(&dir);
                 let missing: Result<Vec<u8>, ClientError> =
                     api.get_bytes(&format!("{base}/no-such-file")) $($aw)*;
                 assert!(missing.is_err());
