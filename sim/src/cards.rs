@@ -114,6 +114,26 @@ impl Cards {
         })
     }
 
+    /// A card callback's answer (`{cardData, cardUpdateOptions}`) updates the card: merged by
+    /// key unless `updateCardDataByKey` is `false`.
+    pub(crate) fn apply_answer(&mut self, track: &str, response: &Value) {
+        let Some(card) = self.cards.get_mut(track) else {
+            return;
+        };
+        let Ok(data) = param_map(&response["cardData"]) else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        if response["cardUpdateOptions"]["updateCardDataByKey"].as_bool() == Some(false) {
+            card.data.clone_from(&data);
+        } else {
+            card.data.extend(data.clone());
+        }
+        card.history.push(CardChange::Updated(data));
+    }
+
     fn create(&mut self, body: &Value, deliver: bool) -> Response {
         let track = str_of(body, "outTrackId");
         let template = str_of(body, "cardTemplateId");

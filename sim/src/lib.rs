@@ -24,8 +24,10 @@
 //! Waiting is done on change notifications with a deadline, never by sleeping.
 
 mod cards;
+mod console;
 
 pub use cards::{CardChange, MAX_STREAM_CONTENT, SimCard};
+pub use console::ChatLine;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -339,6 +341,8 @@ struct State {
     /// The text of every data frame pushed, by message id (not kept in bench mode).
     texts: HashMap<String, String>,
     cards: cards::Cards,
+    /// The conversations as the console shows them (not kept in bench mode).
+    chat: console::ChatLog,
 }
 
 impl State {
@@ -476,6 +480,14 @@ impl Sim {
             .route("/_sim/messages", post(control_message))
             .route("/_sim/replies", get(control_replies))
             .route("/_sim/acks", get(control_acks))
+            .route("/", get(console::page))
+            .route("/_sim/console", get(console::page))
+            .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+            .route("/_sim/state", get(console::get_state))
+            .route("/_sim/stream", get(console::stream))
+            .route("/_sim/card-action", post(console::card_action))
+            .route("/_sim/event", post(console::event))
+            .route("/_sim/fault", post(console::fault))
             .fallback(http_handler)
             .with_state(shared.clone());
         let (shutdown, rx) = oneshot::channel::<()>();
@@ -767,6 +779,9 @@ impl Control {
         let created = now_ms();
         let expires = created + 5_400_000;
         st.sessions.insert(session.clone(), expires);
+        if !self.shared.config.bench_mode {
+            st.chat.user(chat, msgtype, text, &session);
+        }
         let client_id = self.shared.config.client_id.clone();
         drop(st);
         let (cid, ctype) = match chat {
@@ -1418,6 +1433,23 @@ fn record_ack(shared: &Shared, conn: u64, text: &str) {
         return;
     }
     st.unacked.remove(&message_id);
+    if code == 200 {
+        // A card callback's answer updates the card, as DingTalk does.
+        let track = st
+            .texts
+            .get(&message_id)
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(|f| f["headers"]["topic"] == "/v1.0/card/instances/callback")
+            .and_then(|f| {
+                f["data"]
+                    .as_str()
+                    .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            })
+            .and_then(|d| d["outTrackId"].as_str().map(str::to_owned));
+        if let Some(track) = track {
+            st.cards.apply_answer(&track, &data["response"]);
+        }
+    }
     st.snap.acks.push(AckRecord {
         conn,
         message_id,
@@ -1646,7 +1678,7 @@ fn webhook(
     query: &BTreeMap<String, String>,
     body: &Value,
 ) -> Response {
-    let st = shared.lock();
+    let mut st = shared.lock();
     if !matches!(
         body["msgtype"].as_str(),
         Some("text" | "markdown" | "link" | "actionCard" | "feedCard" | "empty")
@@ -1656,7 +1688,12 @@ fn webhook(
     if path == "/robot/sendBySession" {
         let session = query.get("session").cloned().unwrap_or_default();
         return match st.sessions.get(&session) {
-            Some(exp) if now_ms() < *exp => oapi_error(0, "ok"),
+            Some(exp) if now_ms() < *exp => {
+                if !shared.config.bench_mode {
+                    st.chat.webhook(Some(&session), body);
+                }
+                oapi_error(0, "ok")
+            }
             _ => oapi_error(300001, "session 不存在"),
         };
     }
@@ -1675,6 +1712,7 @@ fn webhook(
             return oapi_error(310000, "sign not match");
         }
     }
+    st.chat.webhook(None, body);
     oapi_error(0, "ok")
 }
 
@@ -1702,6 +1740,14 @@ fn api_call(
         );
     }
     if let Some(response) = st.cards.handle(method.as_str(), path, body) {
+        let created = response.status().is_success()
+            && method == Method::POST
+            && path.ends_with("createAndDeliver") | path.ends_with("/deliver");
+        if created {
+            let space = body["openSpaceId"].as_str().unwrap_or_default();
+            let track = body["outTrackId"].as_str().unwrap_or_default();
+            st.chat.card(space, track);
+        }
         return response;
     }
     let n = shared.next(&mut st);
@@ -1718,6 +1764,10 @@ fn api_call(
                     "msgKey and msgParam (a JSON string) are required",
                 );
             }
+            shared
+                .lock()
+                .chat
+                .robot(path.contains("groupMessages"), body);
             ok_json(
                 json!({"processQueryKey": pqk, "invalidStaffIdList": [], "flowControlledStaffIdList": []}),
             )
