@@ -190,6 +190,26 @@ impl ChatLog {
         line.title = title;
     }
 
+    /// The bot sent a StandardCard (`interactiveCards/send`): its title and texts are shown.
+    pub(crate) fn standard_card(&mut self, body: &Value) {
+        let conv = if body["openConversationId"].is_string() {
+            "group"
+        } else {
+            "private"
+        };
+        let data: Value = body["cardData"]
+            .as_str()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(Value::Null);
+        let title = data["header"]["title"]["text"].as_str().map(str::to_owned);
+        let texts: Vec<&str> = data["contents"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|x| x["text"].as_str()).collect())
+            .unwrap_or_default();
+        let line = self.push(conv, "bot", "standardCard", texts.join("\n"));
+        line.title = title;
+    }
+
     /// The bot created and delivered a card to `open_space_id`.
     pub(crate) fn card(&mut self, open_space_id: &str, track: &str) {
         let conv = if open_space_id.to_ascii_uppercase().contains("IM_ROBOT") {

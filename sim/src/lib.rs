@@ -1791,6 +1791,16 @@ fn api_call(
             ok_json(json!({"downloadUrl": format!("{}/_files/{code}", shared.base_url)}))
         }
         ("POST", "/v1.0/im/v1.0/robot/interactiveCards/send") => {
+            for field in ["cardTemplateId", "cardBizId", "robotCode", "cardData"] {
+                if body[field].as_str().is_none_or(str::is_empty) {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        "MissingParameter",
+                        &format!("{field} is required"),
+                    );
+                }
+            }
+            shared.lock().chat.standard_card(body);
             ok_json(json!({"processQueryKey": pqk}))
         }
         ("PUT", "/v1.0/im/robots/interactiveCards") => ok_json(json!({"success": true})),

@@ -1,7 +1,8 @@
 """The official Python SDK's bot (dingtalk-stream, as its README and examples write one), run
 against this project's emulator by tests/tests/python_sdk.rs: the emulator must be a faithful
-enough DingTalk for it. `hello` is echoed through the session webhook; `ai` is answered with the
-SDK's AI markdown card (start, streaming, finish).
+enough DingTalk for it. `hello` is echoed through the session webhook, `md` answered with
+markdown, `card` with a StandardCard through the robot API, and `ai` with the SDK's AI markdown
+card (start, streaming, finish).
 
 Usage: official_sdk_bot.py <client id> <client secret>, with DINGTALK_OPENAPI_ENDPOINT set to
 the emulator's base URL (the SDK reads it at import)."""
@@ -17,7 +18,13 @@ class Bot(dingtalk_stream.ChatbotHandler):
     async def process(self, callback: dingtalk_stream.CallbackMessage):
         incoming = dingtalk_stream.ChatbotMessage.from_dict(callback.data)
         text = incoming.text.content.strip()
-        if text == "ai":
+        if text == "md":
+            self.reply_markdown("python", "**python** markdown", incoming)
+        elif text == "card":
+            card = {"config": {"autoLayout": True}, "header": {"title": {"type": "text", "text": "python card"}},
+                    "contents": [{"type": "text", "text": "from the official SDK", "id": "text_1"}]}
+            self.reply_card(card, incoming)
+        elif text == "ai":
             card = dingtalk_stream.AIMarkdownCardInstance(self.dingtalk_client, incoming)
             card.ai_start()
             card.ai_streaming(markdown="thinking about it", append=False)

@@ -1,7 +1,8 @@
 //! The official Python SDK's bot (`dingtalk-stream` from PyPI, installed into `target/pyenv` by
 //! `scripts/test`) runs against the emulator, as this SDK's bots do: it opens a connection
-//! through the gateway, takes a message over the WebSocket, acks it, replies through the
-//! session webhook, and streams an AI card (create, inputing, streaming, finished) through the
+//! through the gateway, takes a message over the WebSocket, acks it, replies with text and
+//! markdown through the session webhook and with a StandardCard through the robot API (checked
+//! through the HTTP control API, as a script would), and streams an AI card (create, inputing, streaming, finished) through the
 //! OpenAPI endpoints, with no protocol violation. It checks that the emulator is DingTalk as
 //! another client sees it, not only as this SDK does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
@@ -65,6 +66,61 @@ async fn the_official_python_sdk_bot_works_against_the_emulator() {
         "python echo: hello"
     );
     assert_eq!(snap.webhooks[0].status, 200);
+
+    // Markdown and a StandardCard, checked through the HTTP control API as a script would.
+    sim.bot_text("md", Chat::Group);
+    sim.bot_text("card", Chat::Group);
+    sim.wait_for("the markdown and the card", T, |s| {
+        s.webhooks.len() >= 2
+            && s.api_calls
+                .iter()
+                .any(|r| r.path == "/v1.0/im/v1.0/robot/interactiveCards/send")
+    })
+    .await
+    .unwrap();
+    let tls = dingtalk_tokio::default_tls_config().unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .build()
+        .unwrap();
+    let replies: serde_json::Value = http
+        .get(format!("{}/_sim/replies", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        replies[1]["body"]["markdown"]["text"],
+        "**python** markdown"
+    );
+    let state: serde_json::Value = http
+        .get(format!("{}/_sim/state", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let card = state["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "standardCard")
+        .expect("the StandardCard in the group chat");
+    assert_eq!(
+        (
+            card["conv"].as_str(),
+            card["title"].as_str(),
+            card["text"].as_str()
+        ),
+        (
+            Some("group"),
+            Some("python card"),
+            Some("from the official SDK")
+        )
+    );
 
     sim.bot_text("ai", Chat::Private);
     let snap = sim
