@@ -52,6 +52,8 @@ pub struct ChatLine {
     pub title: Option<String>,
     /// The card's `outTrackId`, for `card`.
     pub card: Option<String>,
+    /// The `processQueryKey` of a message sent through the robot API (to recall it).
+    pub process_query_key: Option<String>,
     /// When (Unix ms).
     pub at_ms: i64,
 }
@@ -92,6 +94,7 @@ impl ChatLog {
             text,
             title: None,
             card: None,
+            process_query_key: None,
             at_ms: now_ms(),
         });
         let last = self.lines.len() - 1;
@@ -156,7 +159,7 @@ impl ChatLog {
     }
 
     /// The bot sent through the robot API (`msgKey`, `msgParam`).
-    pub(crate) fn robot(&mut self, group: bool, body: &Value) {
+    pub(crate) fn robot(&mut self, group: bool, body: &Value, process_query_key: &str) {
         let conv = if group { "group" } else { "private" };
         let key = body["msgKey"].as_str().unwrap_or_default();
         let param: Value = body["msgParam"]
@@ -188,6 +191,15 @@ impl ChatLog {
         };
         let line = self.push(conv, "bot", kind, text);
         line.title = title;
+        line.process_query_key = Some(process_query_key.to_owned());
+    }
+
+    /// Removes the message sent with `process_query_key`; whether there was one.
+    pub(crate) fn recall(&mut self, process_query_key: &str) -> bool {
+        let before = self.lines.len();
+        self.lines
+            .retain(|l| l.process_query_key.as_deref() != Some(process_query_key));
+        self.lines.len() < before
     }
 
     /// The bot sent a StandardCard (`interactiveCards/send`): its title and texts are shown.

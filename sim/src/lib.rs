@@ -25,9 +25,11 @@
 
 mod cards;
 mod console;
+mod directory;
 
 pub use cards::{CardChange, MAX_STREAM_CONTENT, SimCard};
 pub use console::ChatLine;
+pub use directory::{SceneGroup, SimUser};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -343,6 +345,8 @@ struct State {
     cards: cards::Cards,
     /// The conversations as the console shows them (not kept in bench mode).
     chat: console::ChatLog,
+    /// Users, departments, scene groups.
+    directory: directory::Directory,
 }
 
 impl State {
@@ -554,6 +558,21 @@ impl Control {
     /// One card as it is now.
     pub fn card(&self, out_track_id: &str) -> Option<SimCard> {
         self.shared.lock().cards.cards.get(out_track_id).cloned()
+    }
+
+    /// A scene group the bot created, as it is now.
+    pub fn scene_group(&self, open_conversation_id: &str) -> Option<SceneGroup> {
+        self.shared
+            .lock()
+            .directory
+            .groups
+            .get(open_conversation_id)
+            .cloned()
+    }
+
+    /// A user of the emulated organisation.
+    pub fn user(&self, userid: &str) -> Option<SimUser> {
+        self.shared.lock().directory.users.get(userid).cloned()
     }
 
     /// The next `n` card creations fail with 400 `param.templateNotExist`.
@@ -1767,14 +1786,37 @@ fn api_call(
             shared
                 .lock()
                 .chat
-                .robot(path.contains("groupMessages"), body);
+                .robot(path.contains("groupMessages"), body, &pqk);
             ok_json(
                 json!({"processQueryKey": pqk, "invalidStaffIdList": [], "flowControlledStaffIdList": []}),
             )
         }
         ("POST", "/v1.0/robot/groupMessages/recall")
         | ("POST", "/v1.0/robot/otoMessages/batchRecall") => {
-            ok_json(json!({"successResult": body["processQueryKeys"], "failedResult": {}}))
+            let keys: Vec<String> = body["processQueryKeys"]
+                .as_array()
+                .map(|k| {
+                    k.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if keys.is_empty() {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "MissingprocessQueryKeys",
+                    "processQueryKeys is required",
+                );
+            }
+            let mut st = shared.lock();
+            let (done, failed): (Vec<String>, Vec<String>) =
+                keys.into_iter().partition(|k| st.chat.recall(k));
+            drop(st);
+            let failed: serde_json::Map<String, Value> = failed
+                .into_iter()
+                .map(|k| (k, json!("message not found")))
+                .collect();
+            ok_json(json!({"successResult": done, "failedResult": failed}))
         }
         ("GET", "/v1.0/robot/oToMessages/readStatus") => {
             ok_json(json!({"sendStatus": "SUCCESS", "messageReadInfoList": []}))
@@ -1855,7 +1897,11 @@ fn oapi_call(
         return ok_json(json!({"errcode": 0, "errmsg": "ok", "task_id": n,
                               "request_id": format!("sim-request-{n}")}));
     }
-    ok_json(json!({"errcode": 0, "errmsg": "ok", "success": true, "result": {}}))
+    let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(response) = shared.lock().directory.handle(path, &json_body) {
+        return response;
+    }
+    oapi_error(404, "no such API in the emulator")
 }
 
 // ---- control API for people ----------------------------------------------------------------
