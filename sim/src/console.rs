@@ -11,7 +11,7 @@
 //! | `POST /_sim/messages` `{"text", "group"}` | a user writes to the bot (in `lib.rs`) |
 //! | `POST /_sim/card-action` `{"out_track_id", "action_id"}` | a user clicks a card button |
 //! | `POST /_sim/event` `{"event_type", "data"}` | an organisation event is pushed |
-//! | `POST /_sim/fault` `{"fault"}` | `disconnect`, `drop`, `freeze`, `duplicate`, `malformed`, `fail-token`, `rate-limit` |
+//! | `POST /_sim/fault` `{"fault"}` | `disconnect`, `drop`, `freeze`, `duplicate`, `malformed`, `fail-token`, `delay-token`, `rate-limit` |
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -40,8 +40,8 @@ const API_LOG: usize = 200;
 pub struct ChatLine {
     /// Order of arrival.
     pub seq: u64,
-    /// `group` or `private`.
-    pub conv: &'static str,
+    /// `group`, or `private:<userid>` (a user's one-to-one chat with the bot).
+    pub conv: String,
     /// `user` or `bot`.
     pub from: &'static str,
     /// `text`, `markdown`, `link`, `actionCard`, `feedCard`, `image`, `card`, …
@@ -64,20 +64,20 @@ pub(crate) struct ChatLog {
     lines: VecDeque<ChatLine>,
     seq: u64,
     /// Which conversation each session webhook answers.
-    sessions: HashMap<String, &'static str>,
+    sessions: HashMap<String, String>,
 }
 
-fn conv_of(chat: Chat) -> &'static str {
+fn conv_of(chat: Chat, userid: &str) -> String {
     match chat {
-        Chat::Group => "group",
-        Chat::Private => "private",
+        Chat::Group => "group".to_owned(),
+        Chat::Private => format!("private:{userid}"),
     }
 }
 
 impl ChatLog {
     fn push(
         &mut self,
-        conv: &'static str,
+        conv: String,
         from: &'static str,
         kind: &str,
         text: String,
@@ -102,25 +102,34 @@ impl ChatLog {
     }
 
     /// A user wrote (through a pushed bot message with this session webhook).
-    pub(crate) fn user(&mut self, chat: Chat, msgtype: &str, text: &str, session: &str) {
-        let conv = conv_of(chat);
+    pub(crate) fn user(
+        &mut self,
+        chat: Chat,
+        userid: &str,
+        nick: &str,
+        msgtype: &str,
+        text: &str,
+        session: &str,
+    ) {
+        let conv = conv_of(chat, userid);
         if self.sessions.len() >= 10_000 {
             self.sessions.clear();
         }
-        self.sessions.insert(session.to_owned(), conv);
+        self.sessions.insert(session.to_owned(), conv.clone());
         let shown = if msgtype == "text" {
             text.to_owned()
         } else {
             format!("[{msgtype}]")
         };
-        self.push(conv, "user", "text", shown);
+        let line = self.push(conv, "user", "text", shown);
+        line.title = Some(nick.to_owned());
     }
 
     /// The bot answered through a session webhook or a custom robot (`session` `None`: a group).
     pub(crate) fn webhook(&mut self, session: Option<&str>, body: &Value) {
         let conv = session
-            .and_then(|s| self.sessions.get(s).copied())
-            .unwrap_or("group");
+            .and_then(|s| self.sessions.get(s).cloned())
+            .unwrap_or_else(|| "group".to_owned());
         let kind = body["msgtype"].as_str().unwrap_or("text").to_owned();
         let (title, text) = match kind.as_str() {
             "text" => (
@@ -160,7 +169,12 @@ impl ChatLog {
 
     /// The bot sent through the robot API (`msgKey`, `msgParam`).
     pub(crate) fn robot(&mut self, group: bool, body: &Value, process_query_key: &str) {
-        let conv = if group { "group" } else { "private" };
+        let conv = if group {
+            "group".to_owned()
+        } else {
+            let user = body["userIds"][0].as_str().unwrap_or("sim-staff-1");
+            format!("private:{user}")
+        };
         let key = body["msgKey"].as_str().unwrap_or_default();
         let param: Value = body["msgParam"]
             .as_str()
@@ -205,9 +219,16 @@ impl ChatLog {
     /// The bot sent a StandardCard (`interactiveCards/send`): its title and texts are shown.
     pub(crate) fn standard_card(&mut self, body: &Value) {
         let conv = if body["openConversationId"].is_string() {
-            "group"
+            "group".to_owned()
         } else {
-            "private"
+            let receiver: Value = body["singleChatReceiver"]
+                .as_str()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(Value::Null);
+            format!(
+                "private:{}",
+                receiver["userId"].as_str().unwrap_or("sim-staff-1")
+            )
         };
         let data: Value = body["cardData"]
             .as_str()
@@ -224,10 +245,10 @@ impl ChatLog {
 
     /// The bot created and delivered a card to `open_space_id`.
     pub(crate) fn card(&mut self, open_space_id: &str, track: &str) {
-        let conv = if open_space_id.to_ascii_uppercase().contains("IM_ROBOT") {
-            "private"
-        } else {
-            "group"
+        let upper = open_space_id.to_ascii_uppercase();
+        let conv = match upper.find("IM_ROBOT.") {
+            Some(i) => format!("private:{}", &open_space_id[i + "IM_ROBOT.".len()..]),
+            None => "group".to_owned(),
         };
         if self.lines.iter().any(|l| l.card.as_deref() == Some(track)) {
             return;
@@ -290,6 +311,7 @@ pub(crate) fn state(shared: &Shared) -> Value {
             let query: serde_json::Map<String, Value> =
                 r.query.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             json!({"method": r.method, "path": r.path, "status": r.status, "at_ms": r.at_unix_ms,
+                   "latency_us": r.latency_us,
                    "query": redact(Value::Object(query)), "body": redact(r.body.clone())})
         })
         .collect();
@@ -301,12 +323,26 @@ pub(crate) fn state(shared: &Shared) -> Value {
         .iter()
         .map(|c| {
             let acks = st.snap.acks.iter().filter(|a| a.conn == c.id).count();
+            let failed = st
+                .snap
+                .acks
+                .iter()
+                .filter(|a| a.conn == c.id && a.code != 200)
+                .count();
             let sent = st.snap.sent.iter().filter(|s| s.conn == c.id).count();
-            json!({"id": c.id, "open": c.open, "draining": c.draining, "sent": sent, "acks": acks})
+            json!({"id": c.id, "open": c.open, "draining": c.draining, "sent": sent, "acks": acks,
+                   "failed_acks": failed})
         })
+        .collect();
+    let users: Vec<Value> = st
+        .directory
+        .users
+        .values()
+        .map(|u| json!({"userid": u.userid, "name": u.name}))
         .collect();
     json!({
         "base_url": shared.base_url,
+        "users": users,
         "client_id": shared.config.client_id,
         "chat": st.chat.lines,
         "cards": cards,
@@ -434,6 +470,10 @@ pub(crate) async fn fault(
         "malformed" => control
             .push_raw("{this is not a frame")
             .map(|c| format!("malformed frame on connection {c}")),
+        "delay-token" => {
+            control.delay_next_tokens(3, Duration::from_secs(3));
+            Some("the next 3 token requests answer after 3 s".to_owned())
+        }
         "fail-token" => {
             control.fail_next_tokens(3);
             Some("the next 3 token requests fail".to_owned())

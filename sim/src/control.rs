@@ -8,6 +8,9 @@ pub(crate) struct InjectMessage {
     text: String,
     #[serde(default)]
     group: bool,
+    /// Who writes (a user id of the emulated organisation; default `sim-staff-1`).
+    #[serde(default)]
+    user: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -32,7 +35,11 @@ pub(crate) async fn control_message(
     let live = Control::active_conn(&shared.lock()).is_some();
     let result = if live {
         Injected {
-            message_id: Some(sim.bot_text(&req.text, chat)),
+            message_id: Some(sim.bot_text_as(
+                &req.text,
+                chat,
+                req.user.as_deref().unwrap_or("sim-staff-1"),
+            )),
             error: None,
         }
     } else {

@@ -177,6 +177,8 @@ pub struct Recorded {
     pub peer: IpAddr,
     /// When it arrived (Unix milliseconds).
     pub at_unix_ms: i64,
+    /// How long the emulator took to answer (microseconds).
+    pub latency_us: u64,
 }
 
 /// An open-connection request the gateway received.
@@ -284,6 +286,9 @@ struct Faults {
     open_failures: VecDeque<u16>,
     rate_limit_calls: u32,
     token_failures: u32,
+    /// The next this many token requests are answered after `token_delay`.
+    token_delays: u32,
+    token_delay: Duration,
 }
 
 /// One ack as the emulator received it, for a consumer that keeps its own books (a soak run:
@@ -868,6 +873,13 @@ impl Control {
     /// Invalidates every issued access token (as if they expired).
     pub fn expire_tokens(&self) {
         self.shared.lock().tokens.clear();
+    }
+
+    /// The next `n` access-token requests are answered after `delay`.
+    pub fn delay_next_tokens(&self, n: u32, delay: Duration) {
+        let mut st = self.shared.lock();
+        st.faults.token_delays = n;
+        st.faults.token_delay = delay;
     }
 
     /// The next `n` access-token requests fail with HTTP 500.

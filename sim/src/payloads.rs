@@ -5,21 +5,44 @@
 use super::*;
 
 impl Control {
-    /// The realistic `data` of a bot message; its session webhook points at the emulator.
+    /// The realistic `data` of a bot message from `sim-staff-1` ("Sim User"); its session
+    /// webhook points at the emulator.
     pub fn bot_message_data(&self, msgtype: &str, text: &str, chat: Chat) -> Value {
+        self.bot_message_data_as(msgtype, text, chat, "sim-staff-1")
+    }
+
+    /// [`Control::bot_message_data`] from the user `userid` of the emulated organisation (an
+    /// unknown id writes as itself). A one-to-one message goes to that user's own chat.
+    pub fn bot_message_data_as(
+        &self,
+        msgtype: &str,
+        text: &str,
+        chat: Chat,
+        userid: &str,
+    ) -> Value {
         let mut st = self.shared.lock();
         let n = self.shared.next(&mut st);
         let session = format!("sim-session-{n}");
         let created = now_ms();
         let expires = created + 5_400_000;
         st.sessions.insert(session.clone(), expires);
+        let nick = st
+            .directory
+            .users
+            .get(userid)
+            .map_or_else(|| userid.to_owned(), |u| u.name.clone());
         if !self.shared.config.bench_mode {
-            st.chat.user(chat, msgtype, text, &session);
+            st.chat.user(chat, userid, &nick, msgtype, text, &session);
         }
         let client_id = self.shared.config.client_id.clone();
         drop(st);
+        let private = if userid == "sim-staff-1" {
+            "cidSimPrivate0001==".to_owned()
+        } else {
+            format!("cidSimPrivate-{userid}==")
+        };
         let (cid, ctype) = match chat {
-            Chat::Private => ("cidSimPrivate0001==", "1"),
+            Chat::Private => (private.as_str(), "1"),
             Chat::Group => ("cidSimGroup0001==", "2"),
         };
         let mut data = json!({
@@ -28,13 +51,13 @@ impl Control {
             "chatbotCorpId": "dingSimCorp",
             "chatbotUserId": "$:LWCP_v1:$simbot",
             "msgId": format!("msgSim{n}=="),
-            "senderNick": "Sim User",
+            "senderNick": nick,
             "isAdmin": false,
-            "senderStaffId": "sim-staff-1",
+            "senderStaffId": userid,
             "sessionWebhookExpiredTime": expires,
             "createAt": created,
             "senderCorpId": "dingSimCorp",
-            "senderId": "$:LWCP_v1:$simuser",
+            "senderId": format!("$:LWCP_v1:${userid}"),
             "sessionWebhook": format!("{}/robot/sendBySession?session={session}", self.shared.base_url),
             "robotCode": client_id,
             "msgtype": msgtype,
@@ -66,7 +89,14 @@ impl Control {
 
     /// A user sends `text` to the bot; returns the frame's message id.
     pub fn bot_text(&self, text: &str, chat: Chat) -> String {
-        let data = self.bot_message_data("text", text, chat).to_string();
+        self.bot_text_as(text, chat, "sim-staff-1")
+    }
+
+    /// The user `userid` sends `text` to the bot; returns the frame's message id.
+    pub fn bot_text_as(&self, text: &str, chat: Chat, userid: &str) -> String {
+        let data = self
+            .bot_message_data_as("text", text, chat, userid)
+            .to_string();
         self.push_frame("CALLBACK", "/v1.0/im/bot/messages/get", &data)
     }
 

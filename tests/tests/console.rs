@@ -1,6 +1,7 @@
 //! The emulator's web console in a real browser: Debian's headless Chromium, driven over
 //! WebDriver (chromedriver) with fantoccini. A bot from this SDK runs against the emulator; the
-//! test types a message as a user and sees the bot's reply appear, clicks a card's button and
+//! test types a message as a user and sees the bot's reply appear, writes as a second user in
+//! their one-to-one chat, clicks a card's button and
 //! sees the bot's callback answer update the card, triggers a SYSTEM disconnect from the
 //! console and sees the bot reconnect, and checks the page at 390 px. It saves a screenshot to
 //! `target/console.png` (and to `docs/console.png` with `DINGTALK_UPDATE_SCREENSHOT=1`).
@@ -194,6 +195,41 @@ async fn the_console_chats_with_a_bot_in_a_real_browser() {
         "//div[@data-track='console-card']//dd[@data-key='votes' and text()='1']",
     )
     .await;
+
+    // Another user writes in their one-to-one chat: a tab of its own, the reply in it.
+    b.find(Locator::Id("conv-private-sim-staff-2"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let input = b.find(Locator::Id("text")).await.unwrap();
+    input.send_keys("hi from Sim Colleague").await.unwrap();
+    b.find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(
+        &b,
+        "//div[contains(@class,'line') and contains(@class,'bot')][contains(., 'hi from Sim Colleague')]",
+    )
+    .await;
+    let snap = sim.snapshot();
+    assert!(
+        snap.webhooks
+            .iter()
+            .any(|w| w.body["markdown"]["text"] == "**echo:** hi from Sim Colleague"),
+        "the bot answered the second user"
+    );
+    b.find(Locator::Id("conv-group"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&b, "//div[@data-track='console-card']").await;
 
     // Screenshot of a conversation in progress.
     let png = b.screenshot().await.unwrap();

@@ -65,6 +65,7 @@ pub(crate) async fn http_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let path = uri.path().to_owned();
     let query: BTreeMap<String, String> = uri
         .query()
@@ -78,6 +79,22 @@ pub(crate) async fn http_handler(
 
     if method == Method::POST && path == "/v1.0/gateway/connections/open" {
         return crate::stream::open_connection(&shared, &headers, &json_body, peer.ip());
+    }
+    let is_token = (method == Method::POST && path == "/v1.0/oauth2/accessToken")
+        || (method == Method::GET && path == "/gettoken");
+    if is_token {
+        let delay = {
+            let mut st = shared.lock();
+            if st.faults.token_delays > 0 {
+                st.faults.token_delays -= 1;
+                st.faults.token_delay
+            } else {
+                Duration::ZERO
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
     if method == Method::POST && path == "/v1.0/oauth2/accessToken" {
         return auth::issue_token(
@@ -115,10 +132,12 @@ pub(crate) async fn http_handler(
         status: 200,
         peer: peer.ip(),
         at_unix_ms: now_ms(),
+        latency_us: 0,
     };
     let response = if path == "/robot/sendBySession" || path == "/robot/send" {
         let r = webhook::webhook(&shared, &path, &query, &json_body);
         record.status = r.status().as_u16();
+        record.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut st = shared.lock();
         st.snap.webhooks.push(record);
         drop(st);
@@ -132,6 +151,7 @@ pub(crate) async fn http_handler(
         api_error(StatusCode::NOT_FOUND, "resource.not.found", "no such path")
     };
     record.status = response.status().as_u16();
+    record.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     shared.lock().snap.api_calls.push(record);
     shared.changed();
     response
