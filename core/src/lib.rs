@@ -135,6 +135,7 @@
 //! | robot `msgParam` / recipients | 15 000 bytes / 20 users | [`api::robot`] | typed error before sending |
 //! | media upload | 20 MB (voice 2 MB), per-type extensions | [`api::media::MediaType`] | typed error before sending |
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 pub mod aicard;
@@ -171,3 +172,8 @@ pub use session::{
     SessionEvent, Stats,
 };
 pub use topic::{AckPolicy, Subscription};
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -28,6 +28,7 @@
 //! kept in the driver's own set (single-threaded runtimes).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod aicard;
@@ -65,3 +66,8 @@ pub use redis::RedisStore;
 pub use router::{CardRouter, EventRouter, Router};
 pub use store::{StateStore, StoreError};
 pub use tls::default_tls_config;
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

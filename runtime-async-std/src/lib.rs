@@ -47,6 +47,7 @@
 //! work to a thread (e.g. the `blocking` crate's `unblock`), as in any single-task async program.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 use dingtalk_driver::runtime::{AsyncIo, Ureq};
@@ -118,3 +119,8 @@ pub type ClientBuilder = dingtalk_driver::ClientBuilder<AsyncIo>;
 pub type ApiClient = dingtalk_driver::ApiClient<Ureq>;
 /// A chatbot message and its reply methods; see [`dingtalk_driver::BotContext`].
 pub type BotContext = dingtalk_driver::BotContext<Ureq>;
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

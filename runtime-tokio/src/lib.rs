@@ -58,6 +58,7 @@
 //! [`ClientBuilder::tls_config`]); no process-wide provider is installed.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 #[cfg(feature = "http-callback")]
@@ -95,3 +96,8 @@ pub type ClientBuilder = dingtalk_driver::ClientBuilder<Tokio>;
 pub type ApiClient = dingtalk_driver::ApiClient<Reqwest>;
 /// A chatbot message and its reply methods; see [`dingtalk_driver::BotContext`].
 pub type BotContext = dingtalk_driver::BotContext<Reqwest>;
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -34,6 +34,7 @@
 //! | the web console and its routes | `console` (page in `console.html`) |
 //! | the control API for scripts | `control` |
 //! | the demo conversation and the load generator | `load` |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cards;
 mod console;
@@ -1010,3 +1011,8 @@ impl Drop for BackgroundSim {
         self.sim.take();
     }
 }
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
