@@ -13,6 +13,7 @@
 //! | `dingtalk_handler_seconds` | histogram | `app`, `topic` | handler call duration |
 //! | `dingtalk_handler_outcomes_total` | counter | `app`, `topic`, `outcome` (`ok`, `later`, `failed`, `cancelled`) | how handler calls ended |
 //! | `dingtalk_duplicates_total` | counter | `app` | duplicate `messageId`s not handed to a handler |
+//! | `dingtalk_ai_cards_total` | counter | `app`, `outcome` (`finished`, `failed`, `fell_back`, `abandoned`) | how AI cards ended |
 //! | `dingtalk_frames_rejected_total` | counter | `app` | frames that could not be parsed |
 //! | `dingtalk_reconnects_total` | counter | `app`, `reason` (`lost`, `draining`, `open_failed`) | why a new connection was opened |
 //! | `dingtalk_connections` | gauge | `app` | connections open (receiving frames) |

@@ -46,3 +46,35 @@ macro_rules! conformance_suite {
         }
     )*};
 }
+
+/// The guide's Rust snippets (`guide/en`, `guide/zh`), compiled as doc tests of this crate,
+/// which depends on every adapter with every feature.
+#[cfg(doctest)]
+mod guide {
+    macro_rules! chapters {
+        ($($name:ident = $path:literal),* $(,)?) => {
+            $(
+                #[doc = include_str!(concat!("../../guide/", $path))]
+                struct $name;
+            )*
+        };
+    }
+    chapters! {
+        EnGettingStarted = "en/src/getting-started.md",
+        EnBots = "en/src/bots.md",
+        EnSending = "en/src/sending.md",
+        EnAiCards = "en/src/ai-cards.md",
+        EnHttpCallbacks = "en/src/http-callbacks.md",
+        EnDeploying = "en/src/deploying.md",
+        EnMigrationStream = "en/src/migration-dingtalk-stream.md",
+        EnMigrationDingraia = "en/src/migration-dingraia.md",
+        ZhGettingStarted = "zh/src/getting-started.md",
+        ZhBots = "zh/src/bots.md",
+        ZhSending = "zh/src/sending.md",
+        ZhAiCards = "zh/src/ai-cards.md",
+        ZhHttpCallbacks = "zh/src/http-callbacks.md",
+        ZhDeploying = "zh/src/deploying.md",
+        ZhMigrationStream = "zh/src/migration-dingtalk-stream.md",
+        ZhMigrationDingraia = "zh/src/migration-dingraia.md",
+    }
+}
