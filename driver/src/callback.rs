@@ -25,7 +25,7 @@ use crate::{Client, unix_ms};
 #[cfg(feature = "http-callback-async-io")]
 mod serve;
 #[cfg(feature = "http-callback-async-io")]
-pub use serve::{MAX_CONNECTIONS, serve};
+pub use serve::{MAX_CONNECTIONS, serve, serve_until};
 
 /// Runs a background future to its end (the server's way of spawning).
 pub type Spawn<'a> = &'a (dyn Fn(BoxFuture<'static, ()>) + Send + Sync);

@@ -458,6 +458,8 @@ pub(crate) struct Shared<R: Runtime> {
 pub(crate) struct StopSignal {
     stopped: AtomicBool,
     waker: AtomicWaker,
+    /// Wakes [`StopHandle::stopped`] futures.
+    event: event_listener::Event,
 }
 
 impl StopSignal {
@@ -512,6 +514,22 @@ impl StopHandle {
         for signal in self.signals.iter() {
             signal.stopped.store(true, Ordering::SeqCst);
             signal.waker.wake();
+            signal.event.notify(usize::MAX);
+        }
+    }
+
+    /// Resolves once [`StopHandle::stop`] has been called (for every client of a group): to
+    /// stop other work with the client, e.g. an HTTP-callback server
+    /// (`http_callback::serve_until`) or axum's `with_graceful_shutdown`.
+    pub async fn stopped(&self) {
+        for signal in self.signals.iter() {
+            loop {
+                let listener = signal.event.listen();
+                if signal.stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                listener.await;
+            }
         }
     }
 

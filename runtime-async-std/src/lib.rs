@@ -86,6 +86,23 @@ pub mod http_callback {
         let service = Arc::new(CallbackService::new(client, crypto));
         dingtalk_driver::callback::serve(listener, service).await
     }
+
+    /// [`serve`] until `stop` is stopped (the client's [`StopHandle`](crate::StopHandle), say):
+    /// then no connection is accepted, open ones close, and running handler calls finish.
+    pub async fn serve_until(
+        listener: std::net::TcpListener,
+        client: &crate::Client,
+        crypto: Option<EventCrypto>,
+        stop: crate::StopHandle,
+    ) -> std::io::Result<()> {
+        let service = Arc::new(CallbackService::new(client, crypto));
+        dingtalk_driver::callback::serve_until(
+            listener,
+            service,
+            async move { stop.stopped().await },
+        )
+        .await
+    }
 }
 
 pub use dingtalk_core;

@@ -777,6 +777,23 @@ pub mod http_callback {
         let service = Arc::new(CallbackService::new(&client.inner, crypto));
         async_io::block_on(dingtalk_driver::callback::serve(listener, service))
     }
+
+    /// [`serve`] until `stop` is stopped (the client's [`StopHandle`](crate::StopHandle), say):
+    /// then no connection is accepted, open ones close, running handler calls finish, and this
+    /// returns.
+    pub fn serve_until(
+        listener: std::net::TcpListener,
+        client: &crate::Client,
+        crypto: Option<EventCrypto>,
+        stop: crate::StopHandle,
+    ) -> std::io::Result<()> {
+        let service = Arc::new(CallbackService::new(&client.inner, crypto));
+        async_io::block_on(dingtalk_driver::callback::serve_until(
+            listener,
+            service,
+            async move { stop.stopped().await },
+        ))
+    }
 }
 
 // ---- group --------------------------------------------------------------------------------

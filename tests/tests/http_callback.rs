@@ -3,7 +3,8 @@
 //! `dingtalk_driver::callback::CallbackService`): a signed outgoing-robot callback is answered
 //! at once and handled once (a resent copy is not handled again), its reply reaches the session
 //! webhook; a forged signature, a stale timestamp and an oversized body are refused before any
-//! handler; an encrypted event is decrypted, handled and answered with the encrypted `success`.
+//! handler; an encrypted event is decrypted, handled and answered with the encrypted `success`;
+//! the client's stop ends the server (`serve_until`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests abort on failure
 
 use std::sync::Arc;
@@ -33,9 +34,18 @@ struct Counts {
     events: AtomicUsize,
 }
 
-/// Starts `adapter`'s callback server for a client with a bot-message handler (replying
-/// `http: <text>`) and an event handler; returns its base URL.
-fn start(adapter: &str, sim: &Sim, counts: Arc<Counts>) -> String {
+/// Starts `adapter`'s callback server (until the client's stop) for a client with a
+/// bot-message handler (replying `http: <text>`) and an event handler; returns its base URL,
+/// the client's stop handle and the server's thread.
+fn start(
+    adapter: &str,
+    sim: &Sim,
+    counts: Arc<Counts>,
+) -> (
+    String,
+    dingtalk_driver::StopHandle,
+    std::thread::JoinHandle<std::io::Result<()>>,
+) {
     let (id, secret) = sim.credentials();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -68,13 +78,19 @@ fn start(adapter: &str, sim: &Sim, counts: Arc<Counts>) -> String {
                 })
                 .build()
                 .unwrap();
-            std::thread::spawn(move || {
-                async_std::task::block_on(dingtalk_async_std::http_callback::serve(
-                    listener,
-                    &client,
-                    Some(crypto),
-                ))
+            let stop = client.stop_handle();
+            let server = std::thread::spawn({
+                let stop = stop.clone();
+                move || {
+                    async_std::task::block_on(dingtalk_async_std::http_callback::serve_until(
+                        listener,
+                        &client,
+                        Some(crypto),
+                        stop,
+                    ))
+                }
             });
+            (base, stop, server)
         }
         _ => {
             let (c1, c2) = (counts.clone(), counts);
@@ -92,19 +108,28 @@ fn start(adapter: &str, sim: &Sim, counts: Arc<Counts>) -> String {
                 })
                 .build()
                 .unwrap();
-            std::thread::spawn(move || {
-                dingtalk_blocking::http_callback::serve(listener, &client, Some(crypto))
+            let stop = client.stop_handle();
+            let server = std::thread::spawn({
+                let stop = stop.clone();
+                move || {
+                    dingtalk_blocking::http_callback::serve_until(
+                        listener,
+                        &client,
+                        Some(crypto),
+                        stop,
+                    )
+                }
             });
+            (base, stop, server)
         }
     }
-    base
 }
 
 async fn callbacks(adapter: &'static str) {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let (id, secret) = sim.credentials();
     let counts = Arc::new(Counts::default());
-    let base = start(adapter, &sim, counts.clone());
+    let (base, stop, server) = start(adapter, &sim, counts.clone());
     let http = http();
 
     // The outgoing robot: signed, answered at once, handled, the reply sent.
@@ -217,6 +242,16 @@ async fn callbacks(adapter: &'static str) {
         counts.bot.load(Ordering::SeqCst),
         1,
         "{adapter}: the robot message once"
+    );
+
+    // The client's stop ends the server: it returns, and no connection is accepted any more.
+    stop.stop();
+    tokio::task::spawn_blocking(move || server.join().unwrap().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        http.post(format!("{base}/robot")).send().await.is_err(),
+        "{adapter}: still serving"
     );
 }
 

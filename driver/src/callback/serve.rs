@@ -25,6 +25,19 @@ pub async fn serve<R: Runtime>(
     listener: std::net::TcpListener,
     service: Arc<CallbackService<R>>,
 ) -> std::io::Result<()> {
+    serve_until(listener, service, std::future::pending()).await
+}
+
+/// [`serve`] until `until` resolves (e.g. [`StopHandle::stopped`](crate::StopHandle::stopped)):
+/// then no connection is accepted any more, open connections are closed (a request cut short is
+/// resent by DingTalk and recognised as a duplicate), and the handler calls still running
+/// (robot messages answered at once, slow events) finish before this returns.
+pub async fn serve_until<R: Runtime>(
+    listener: std::net::TcpListener,
+    service: Arc<CallbackService<R>>,
+    until: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let mut until = std::pin::pin!(until);
     let listener = async_net::TcpListener::try_from(listener)?;
     let (tx, mut spawned) = futures_channel::mpsc::unbounded::<BoxFuture<'static, ()>>();
     let mut incoming = Box::pin(listener.incoming());
@@ -37,22 +50,35 @@ pub async fn serve<R: Runtime>(
             }
             while let Poll::Ready(Some(())) = background.poll_next_unpin(cx) {}
             while let Poll::Ready(Some(())) = connections.poll_next_unpin(cx) {}
+            if until.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
             if connections.len() < MAX_CONNECTIONS {
                 if let Poll::Ready(next) = incoming.poll_next_unpin(cx) {
-                    return Poll::Ready(next);
+                    return Poll::Ready(next.map(Some));
                 }
             }
             Poll::Pending
         })
         .await;
         let stream = match accepted {
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
+            // Stopped: close the connections, let the running handler calls finish.
+            None => {
+                drop(connections);
+                drop(tx);
+                while let Some(task) = spawned.next().await {
+                    background.push(task);
+                }
+                while background.next().await.is_some() {}
+                return Ok(());
+            }
+            Some(None) => return Ok(()),
+            Some(Some(Ok(stream))) => stream,
+            Some(Some(Err(e))) => {
                 // Out of descriptors and the like: keep serving the open connections.
                 tracing::warn!(error = %e, "accepting an HTTP-callback connection failed");
                 continue;
             }
-            None => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
         connections.push(Box::pin(connection(stream, service.clone(), tx.clone())));
