@@ -17,7 +17,7 @@
 //!   (DingTalk: 1 KB, `param.stream.content` "content is too large" otherwise). In
 //!   [`StreamMode::Full`] (required for markdown variables) each call carries the card's whole
 //!   text, so a text longer than the limit continues in a new card (`<outTrackId>-2`, …),
-//!   split at a line break where there is one; the earlier card is closed as finished. In
+//!   split at a paragraph break (else a line break) where there is one; the earlier card is closed as finished. In
 //!   [`StreamMode::Append`] long additions go in several calls, and a card holds at most
 //!   [`AiCardOptions::max_card_bytes`] (DingTalk recommends 3 KB) before the text continues
 //!   in a new card. The whole text is bounded by [`AiCardOptions::max_total_bytes`].
@@ -908,8 +908,8 @@ fn floor_char(s: &str, max: usize) -> usize {
     n
 }
 
-/// Splits `text` into cards of at most `limit` bytes: after the last line break in the second
-/// half of a full card, else at a char boundary. Always at least one (maybe empty) range.
+/// Splits `text` into cards of at most `limit` bytes: after the last paragraph break in the
+/// second half of a full card, else after the last line break there, else at a char boundary. Always at least one (maybe empty) range.
 /// Stable as text is appended: a cut depends only on the text before it.
 fn split(text: &str, limit: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
@@ -917,8 +917,11 @@ fn split(text: &str, limit: usize) -> Vec<std::ops::Range<usize>> {
     while text.len() - start > limit {
         let window = &text[start..];
         let max = floor_char(window, limit);
-        let cut = match window[..max].rfind('\n') {
-            Some(nl) if nl + 1 >= max / 2 => nl + 1,
+        // A paragraph break (not inside a list or a quote) if there is one in the second half,
+        // else a line break, else the largest char boundary.
+        let cut = match (window[..max].rfind("\n\n"), window[..max].rfind('\n')) {
+            (Some(p), _) if p + 2 >= max / 2 => p + 2,
+            (_, Some(nl)) if nl + 1 >= max / 2 => nl + 1,
             _ => max,
         };
         let cut = if cut == 0 {
@@ -943,6 +946,8 @@ mod tests {
         assert_eq!(split("abc", 10), vec![0..3]);
         assert_eq!(split("aaaa\nbbbbbbb", 10), vec![0..5, 5..12]);
         assert_eq!(split("a\nbbbbbbbbbbbb", 10), vec![0..10, 10..14]);
+        // A paragraph break wins over a later line break (a list stays in one card).
+        assert_eq!(split("aaaaaa\n\n- b\n- c\n- d", 14), vec![0..8, 8..19]);
         // Never inside a character: "é" is two bytes.
         let s = "ééééé";
         for r in split(s, 3) {
