@@ -17,7 +17,8 @@
 //!   (DingTalk: 1 KB, `param.stream.content` "content is too large" otherwise). In
 //!   [`StreamMode::Full`] (required for markdown variables) each call carries the card's whole
 //!   text, so a text longer than the limit continues in a new card (`<outTrackId>-2`, …),
-//!   split at a paragraph break (else a line break) where there is one; the earlier card is closed as finished. In
+//!   split at a paragraph break (else a line break) where there is one; the earlier card is
+//!   closed as finished. In
 //!   [`StreamMode::Append`] long additions go in several calls, and a card holds at most
 //!   [`AiCardOptions::max_card_bytes`] (DingTalk recommends 3 KB) before the text continues
 //!   in a new card. The whole text is bounded by [`AiCardOptions::max_total_bytes`].
