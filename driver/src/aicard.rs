@@ -60,11 +60,21 @@ pub(crate) struct OpenCards {
     cards: Mutex<HashMap<u64, Weak<CardShared>>>,
 }
 
+/// Most AI cards open at once on one client: each has a background task (a thread on the
+/// async-io stack). Starting one more is a typed error.
+pub const MAX_OPEN_CARDS: usize = 1024;
+
 impl OpenCards {
-    fn add(&self, card: &Arc<CardShared>) -> u64 {
+    /// Registers `card`; `None` when [`MAX_OPEN_CARDS`] are open.
+    fn add(&self, card: &Arc<CardShared>) -> Option<u64> {
+        let mut cards = self.lock();
+        cards.retain(|_, c| c.strong_count() > 0);
+        if cards.len() >= MAX_OPEN_CARDS {
+            return None;
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Arc::downgrade(card));
-        id
+        cards.insert(id, Arc::downgrade(card));
+        Some(id)
     }
 
     fn remove(&self, id: u64) {
@@ -145,9 +155,13 @@ impl AiCard {
             done: event_listener::Event::new(),
             track: out_track_id,
         });
-        let id = api.open_cards().add(&shared);
+        let Some(id) = api.open_cards().add(&shared) else {
+            return Err(ClientError::Api(dingtalk_core::ApiError::validation(
+                format!("{MAX_OPEN_CARDS} AI cards are open on this client: finish some first"),
+            )));
+        };
         let created = Arc::new(event_listener::Event::new());
-        api.http().spawn(Box::pin(pump(
+        let started = api.http().spawn(Box::pin(pump(
             shared.clone(),
             api.clone(),
             space,
@@ -155,6 +169,19 @@ impl AiCard {
             id,
             created.clone(),
         )));
+        if !started {
+            api.open_cards().remove(id);
+            return Err(ClientError::Transport(
+                "could not start the AI card's background task".into(),
+            ));
+        }
+        // The handle exists from here: dropped while waiting (a cancelled caller), it fails
+        // the card, which the pump then closes, instead of leaving it processing.
+        let card = Self {
+            shared,
+            ended: false,
+        };
+        let shared = &card.shared;
         // Until the first card exists (or will not).
         loop {
             let listener = created.listen();
@@ -170,10 +197,7 @@ impl AiCard {
             }
             listener.await;
         }
-        Ok(Self {
-            shared,
-            ended: false,
-        })
+        Ok(card)
     }
 
     /// The first card's `outTrackId`.
@@ -394,7 +418,8 @@ pub(crate) fn sweep_at_start<H: HttpClient>(api: &ApiClient<H>) {
     let again = dingtalk_core::store::ai_card_second_sweep(&store.config);
     let api = api.clone();
     let http = api.http().clone();
-    http.spawn(Box::pin(async move {
+    // Not started (no thread): the next card start sweeps instead.
+    let _ = http.spawn(Box::pin(async move {
         sweep(&api, true).await;
         api.http().sleep(again).await;
         sweep(&api, true).await;

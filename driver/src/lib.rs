@@ -46,7 +46,7 @@ pub mod runtime;
 mod store;
 mod tls;
 
-pub use aicard::AiCard;
+pub use aicard::{AiCard, MAX_OPEN_CARDS};
 pub use api::{ApiClient, DEFAULT_HTTP_TIMEOUT};
 pub use client::{
     Client, ClientBuilder, ClientStats, Error, Group, GroupError, StopHandle, env_config,

@@ -150,8 +150,9 @@ pub trait HttpClient: Clone + Send + Sync + 'static {
     /// Waits `duration` (the pause before retrying a rate-limited call).
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
     /// Runs a background task to its end on the runtime this client sends on (an AI card's
-    /// updates): a tokio task; a thread of its own on the async-io stack.
-    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// updates): a tokio task; a thread of its own on the async-io stack. `false` when it could
+    /// not be started (no thread could be created); the task is then dropped.
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> bool;
 }
 
 /// Largest HTTP answer body read (a downloaded file included).

@@ -17,6 +17,10 @@ use crate::{api_error, now_ms, ok_json};
 pub const MAX_STREAM_CONTENT: usize = 1024;
 /// Most bytes of one card variable's value.
 pub(crate) const MAX_VALUE: usize = 1024;
+/// Most cards kept (creating more answers `param.invalid`), and most streaming `guid`s
+/// remembered for idempotency (all are forgotten when it is reached).
+const MAX_CARDS: usize = 10_000;
+const MAX_GUIDS: usize = 100_000;
 
 /// One card as the emulator keeps it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -147,6 +151,9 @@ impl Cards {
             self.fail_creates -= 1;
             return bad("param.templateNotExist", "template is not exist");
         }
+        if !self.cards.contains_key(track) && self.cards.len() >= MAX_CARDS {
+            return bad("param.invalid", "the emulator keeps at most 10 000 cards");
+        }
         if self.cards.contains_key(track) && !deliver {
             return bad("param.cardAlreadyExist", "card already exist");
         }
@@ -243,6 +250,9 @@ impl Cards {
             return bad("param.stream.outTrackId", "card is not exist");
         };
         // `guid` makes a call idempotent: the same guid again changes nothing.
+        if self.guids.len() >= MAX_GUIDS {
+            self.guids.clear();
+        }
         if !self.guids.insert(format!("{track}\u{0}{guid}")) {
             return ok_json(json!({"success": true, "result": true}));
         }

@@ -303,3 +303,31 @@ async fn blocking_ai_cards() {
     check_stopped(&sim);
     drop(kept);
 }
+
+/// A caller cancelled while the card is being created (a `select!`, a timeout) does not leave
+/// it processing: the card is closed as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cancelled_mid_way_closes_the_card() {
+    use dingtalk_core::api::card::CardSpace;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let api = dingtalk_tokio::ApiClient::new(
+        Credentials::new(&id, secret),
+        Endpoints::single(sim.base_url()),
+    )
+    .unwrap();
+    // The token takes long: the create call is still waiting when the caller gives up.
+    sim.delay_next_tokens(1, Duration::from_millis(500));
+    let space = CardSpace::Robot {
+        user_id: "sim-staff-1".into(),
+        robot_code: None,
+    };
+    let start = api.ai_card(space, "cancelled-1", options());
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), start).await;
+    assert!(gave_up.is_err(), "cancelled while creating");
+    sim.wait_for("the card closed as failed", T, |s| {
+        s.cards.get("cancelled-1").and_then(SimCard::flow_status) == Some("5")
+    })
+    .await
+    .unwrap();
+}

@@ -188,3 +188,72 @@ fn reqwest_state(sim: &Sim) -> String {
     .join()
     .unwrap()
 }
+
+/// Cards as DingTalk keeps them: a streaming call over 1 KB is `param.stream.content`, one for
+/// an unknown card `param.stream.outTrackId`, the same `guid` twice changes the card once, and
+/// a second create of the same `outTrackId` is `param.cardAlreadyExist`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_answer_as_documented() {
+    use dingtalk_core::api::card::{CardContent, CreateCard, StreamingUpdate};
+    use dingtalk_core::model::CardParamMap;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let api = dingtalk_tokio::ApiClient::new(
+        Credentials::new(&id, secret),
+        Endpoints::single(sim.base_url()),
+    )
+    .unwrap();
+    let create = CreateCard {
+        card: CardContent::new("tpl", "c1", CardParamMap::default().with("msgContent", "")),
+        spaces: Vec::new(),
+    };
+    api.call(&create).await.unwrap();
+    let e = api.call(&create).await.unwrap_err();
+    assert_eq!(code(&e).as_deref(), Some("param.cardAlreadyExist"));
+    let stream = |track: &str, guid: &str, content: String| StreamingUpdate {
+        out_track_id: track.into(),
+        guid: guid.into(),
+        key: "msgContent".into(),
+        content,
+        is_full: false,
+        is_finalize: false,
+        is_error: false,
+    };
+    let e = api
+        .call(&stream("c1", "g0", "x".repeat(1025)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e).as_deref(), Some("param.stream.content"));
+    let e = api
+        .call(&stream("nope", "g1", "x".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e).as_deref(), Some("param.stream.outTrackId"));
+    api.call(&stream("c1", "g2", "ab".into())).await.unwrap();
+    api.call(&stream("c1", "g2", "ab".into())).await.unwrap();
+    assert_eq!(
+        sim.card("c1").unwrap().data["msgContent"],
+        "ab",
+        "same guid, applied once"
+    );
+}
+
+fn code(e: &ClientError) -> Option<String> {
+    e.api_error().and_then(|a| a.code.clone())
+}
+
+/// The token-delay fault: the next token request is answered only after the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_can_be_delayed() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (id, secret) = sim.credentials();
+    let api = dingtalk_tokio::ApiClient::new(
+        Credentials::new(&id, secret),
+        Endpoints::single(sim.base_url()),
+    )
+    .unwrap();
+    sim.delay_next_tokens(1, std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    api.token().await.unwrap();
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(300));
+}

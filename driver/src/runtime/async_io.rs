@@ -191,14 +191,18 @@ impl HttpClient for Ureq {
         Box::pin(async_io::Timer::after(duration).map(|_| ()))
     }
 
-    fn spawn(&self, task: BoxFuture<'static, ()>) {
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> bool {
         // Each background task is long-lived and waits mostly on timers: a thread of its own
         // in the async-io reactor costs one stack and no executor.
         let spawned = std::thread::Builder::new()
             .name("dingtalk-task".into())
             .spawn(move || async_io::block_on(task));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start a background thread");
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not start a background thread");
+                false
+            }
         }
     }
 }

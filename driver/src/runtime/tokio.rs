@@ -199,10 +199,10 @@ impl HttpClient for Reqwest {
         Box::pin(tokio::time::sleep(duration))
     }
 
-    fn spawn(&self, task: BoxFuture<'static, ()>) {
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> bool {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(task);
-            return;
+            return true;
         }
         // Called outside a runtime: the task gets a small one of its own.
         let spawned = std::thread::Builder::new()
@@ -216,8 +216,12 @@ impl HttpClient for Reqwest {
                     Err(e) => tracing::error!(error = %e, "could not start a background runtime"),
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start a background thread");
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not start a background thread");
+                false
+            }
         }
     }
 }
