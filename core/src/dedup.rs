@@ -5,7 +5,7 @@
 //! cannot be chosen to collide without the seed. The cache is bounded by count, by bytes (ack
 //! texts included) and by age.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use foldhash::fast::FixedState;
@@ -31,9 +31,9 @@ impl CachedAck {
     }
 }
 
-/// What one entry costs besides its ack text, counted against the byte bound: two 40-byte map
+/// What one entry costs besides its ack text, counted against the byte bound: two 17-byte id
 /// slots (the table is sized at twice the entries, so removals never make it grow), a 32-byte
-/// order slot, and slack.
+/// order slot, a text slot when the ack has a text, and slack.
 pub const ENTRY_BYTES: usize = 128;
 
 /// A message id's 128-bit keyed hash.
@@ -74,7 +74,11 @@ pub struct DedupCache {
     bytes: usize,
     ttl: Duration,
     hash: (FixedState, FixedState),
-    acks: HashMap<Key, CachedAck, BuildHasherDefault<PassThrough>>,
+    /// Every remembered id: 16 bytes a slot. Most acks are `{"response": null}` and need
+    /// nothing more (a map to the ack would double the slot for all of them).
+    ids: HashSet<Key, BuildHasherDefault<PassThrough>>,
+    /// The ack texts of the ids acked with one.
+    texts: HashMap<Key, Arc<str>, BuildHasherDefault<PassThrough>>,
     order: VecDeque<(Instant, Key)>,
 }
 
@@ -102,7 +106,8 @@ impl DedupCache {
                 FixedState::with_seed(seed),
                 FixedState::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15),
             ),
-            acks: HashMap::default(),
+            ids: HashSet::default(),
+            texts: HashMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -116,12 +121,12 @@ impl DedupCache {
 
     /// Number of remembered ids.
     pub fn len(&self) -> usize {
-        self.acks.len()
+        self.ids.len()
     }
 
     /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
-        self.acks.is_empty()
+        self.ids.is_empty()
     }
 
     /// Bytes counted against the bound.
@@ -139,7 +144,14 @@ impl DedupCache {
     /// The ack remembered for `message_id`, unless it expired.
     pub fn get(&mut self, message_id: &str, now: Instant) -> Option<CachedAck> {
         self.expire(now);
-        self.acks.get(&self.key(message_id)).cloned()
+        let key = self.key(message_id);
+        if !self.ids.contains(&key) {
+            return None;
+        }
+        Some(match self.texts.get(&key) {
+            Some(text) => CachedAck::Text(text.clone()),
+            None => CachedAck::ResponseNull,
+        })
     }
 
     /// Remembers the ack sent for `message_id`.
@@ -148,26 +160,27 @@ impl DedupCache {
             return;
         }
         self.expire(now);
-        if self.acks.capacity() == 0 {
+        if self.ids.capacity() == 0 {
             self.allocate();
         }
         let key = self.key(message_id);
         // Saturating: a `Duration::MAX`-like TTL from the configuration must not panic.
         let expires = crate::session::later(now, self.ttl);
         let added = ack.text_len();
-        match self.acks.insert(key, ack) {
-            Some(old) => {
-                self.bytes = self
-                    .bytes
-                    .saturating_sub(old.text_len())
-                    .saturating_add(added);
-            }
-            None => {
-                self.bytes = self.bytes.saturating_add(ENTRY_BYTES + added);
-                self.order.push_back((expires, key));
-            }
+        let old = match ack {
+            CachedAck::ResponseNull => self.texts.remove(&key),
+            CachedAck::Text(text) => self.texts.insert(key, text),
+        };
+        if self.ids.insert(key) {
+            self.bytes = self.bytes.saturating_add(ENTRY_BYTES + added);
+            self.order.push_back((expires, key));
+        } else {
+            self.bytes = self
+                .bytes
+                .saturating_sub(old.map_or(0, |t| t.len()))
+                .saturating_add(added);
         }
-        while self.acks.len() > self.capacity || self.bytes > self.max_bytes {
+        while self.ids.len() > self.capacity || self.bytes > self.max_bytes {
             if !self.evict_oldest() {
                 break;
             }
@@ -185,15 +198,16 @@ impl DedupCache {
             .min(self.max_bytes / ENTRY_BYTES)
             .min(PRESIZE_MAX);
         // One more: an entry is added before the oldest goes.
-        self.acks.reserve(most.saturating_add(1).saturating_mul(2));
+        self.ids.reserve(most.saturating_add(1).saturating_mul(2));
         self.order.reserve(most.saturating_add(1));
     }
 
     fn evict_oldest(&mut self) -> bool {
         match self.order.pop_front() {
             Some((_, key)) => {
-                if let Some(old) = self.acks.remove(&key) {
-                    self.bytes = self.bytes.saturating_sub(ENTRY_BYTES + old.text_len());
+                if self.ids.remove(&key) {
+                    let text = self.texts.remove(&key).map_or(0, |t| t.len());
+                    self.bytes = self.bytes.saturating_sub(ENTRY_BYTES + text);
                 }
                 true
             }
@@ -247,7 +261,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = DedupCache::new(1000, Duration::from_secs(10));
         c.insert("first", CachedAck::ResponseNull, t0);
-        let (table, order) = (c.acks.capacity(), c.order.capacity());
+        let (table, order) = (c.ids.capacity(), c.order.capacity());
         assert!(table >= 2000);
         for i in 0..20_000 {
             c.insert(&format!("id-{i}"), CachedAck::ResponseNull, t0);
@@ -255,8 +269,18 @@ mod tests {
         assert_eq!(c.len(), 1000);
         // (Deleted slots count against `capacity()` until the table is cleaned in place; a
         // doubled table would report about twice as much.)
-        assert!(c.acks.capacity() <= table, "the table grew mid-run");
+        assert!(c.ids.capacity() <= table, "the table grew mid-run");
         assert_eq!(c.order.capacity(), order);
+        // `{"response": null}` acks (most of them) take a 16-byte id slot and nothing more.
+        assert!(c.texts.is_empty());
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+        c.insert("text", CachedAck::Text("ack".into()), t0);
+        assert_eq!(c.texts.len(), 1);
+        // Evicted with its id.
+        for i in 0..1000 {
+            c.insert(&format!("more-{i}"), CachedAck::ResponseNull, t0);
+        }
+        assert!(c.texts.is_empty() && c.get("text", t0).is_none());
     }
 
     #[test]

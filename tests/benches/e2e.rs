@@ -7,8 +7,10 @@
 //!   runtime: the gateway open call, a WebSocket that pushes pre-serialised ~1.35 KB bot-message
 //!   frames (batched writes, at most `--window` un-acked, a SYSTEM ping every 1000 frames, every
 //!   ack checked for its `messageId` and code), and the session-webhook endpoint (replies mode);
-//! * the client under test (`--child`), pinned to CPU 1;
-//! * this orchestrator, which reads the client's CPU time and peak RSS from `/proc`.
+//! * the client under test (`e2e_floor`, `e2e_tokio`, `e2e_async_std` or `e2e_blocking`: a small
+//!   binary each, see `dingtalk_tests::e2e_client`), pinned to CPU 1;
+//! * this orchestrator, which reads the client's CPU time and peak RSS from `/proc` (and, of the
+//!   RSS, the anonymous part: heap and stacks, without the pages of the binary and libraries).
 //!
 //! The floor must reach 180 000 frames/s, or the report says it measured the generator.
 //!
@@ -140,6 +142,7 @@ fn medians(mut results: Vec<Run>) -> (Run, Vec<Run>) {
     median.p50_us = med(results.iter().map(|r| r.p50_us));
     median.p99_us = med(results.iter().map(|r| r.p99_us));
     median.peak_kb = med(results.iter().map(|r| r.peak_kb as f64)) as u64;
+    median.anon_kb = med(results.iter().map(|r| r.anon_kb as f64)) as u64;
     median.reconnect_ms = med(results.iter().map(|r| r.reconnect_ms));
     median.tcp_conns = med(results.iter().map(|r| r.tcp_conns as f64)) as usize;
     (median, results)
@@ -242,13 +245,14 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
         Mode::Plain => {
             println!("ack only");
             println!(
-                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>11} {:>10}",
+                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10}",
                 "client",
                 "frames/s",
                 "× floor",
                 "CPU µs/frame",
                 "csw/fr",
                 "peak RSS",
+                "of it anon",
                 "p50 ack",
                 "p99 ack",
                 "reconnect",
@@ -258,13 +262,14 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
         Mode::Replies => {
             println!("\none session-webhook reply per frame");
             println!(
-                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "{:<14} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
                 "client",
                 "replies/s",
                 "× floor",
                 "CPU µs/reply",
                 "csw/rep",
                 "peak RSS",
+                "of it anon",
                 "p50 ack",
                 "p99 ack",
                 "TCP conns",
@@ -281,13 +286,14 @@ fn report(mode: Mode, rows: &[(&str, Run, Vec<Run>)]) {
             Mode::Replies => format!("{:>10}", r.tcp_conns),
         };
         println!(
-            "{:<14} {:>10.0} {:>8} {:>12.2} {:>8.2} {:>6.1} MB {:>7.0}µs {:>7.0}µs {:>11} {:>9.0}%",
+            "{:<14} {:>10.0} {:>8} {:>12.2} {:>8.2} {:>6.1} MB {:>6.1} MB {:>7.0}µs {:>7.0}µs {:>11} {:>9.0}%",
             client,
             r.rate,
             ratio,
             r.cpu_us,
             r.switches,
             r.peak_kb as f64 / 1024.0,
+            r.anon_kb as f64 / 1024.0,
             r.p50_us,
             r.p99_us,
             last,
@@ -322,6 +328,9 @@ struct Run {
     p50_us: f64,
     p99_us: f64,
     peak_kb: u64,
+    /// Anonymous RSS at the end of the load (heap and stacks: the peak RSS less the pages of
+    /// the binary and libraries).
+    anon_kb: u64,
     /// Abrupt TCP drop to the first open request.
     reconnect_ms: f64,
     /// TCP connections the client opened to the webhook host.
@@ -457,14 +466,29 @@ fn one_run(
         pid,
     };
     let base = generator.line("READY");
-    // The client is a small binary of its own (only what it uses linked in), so its RSS and
-    // CPU are the client's, not this bench's generator and emulator code.
-    let client_child = spawn(
-        pin.then_some(1),
-        Some(env!("CARGO_BIN_EXE_e2e_client")),
-        &[client, &base, mode.arg(), &c_s, redis.unwrap_or("-")],
-        false,
-    );
+    // E2E_WRAP="heaptrack -o /tmp/client" runs the client under a tool (for profiling; the
+    // figures then include the tool).
+    let wrap = std::env::var("E2E_WRAP").unwrap_or_default();
+    let mut words: Vec<&str> = wrap.split_whitespace().collect();
+    // Each client is a small binary of its own (only its adapter linked in), so its RSS and
+    // CPU are what a bot on that adapter alone shows, not this bench's generator code.
+    let exe = match client {
+        "floor" => env!("CARGO_BIN_EXE_e2e_floor"),
+        "tokio" | "tokio-1thread" => env!("CARGO_BIN_EXE_e2e_tokio"),
+        "async-std" => env!("CARGO_BIN_EXE_e2e_async_std"),
+        "blocking" => env!("CARGO_BIN_EXE_e2e_blocking"),
+        other => panic!("unknown client {other}"),
+    };
+    let (program, mut args) = match words.split_first() {
+        Some((first, rest)) => (*first, rest.to_vec()),
+        None => (exe, Vec::new()),
+    };
+    if !words.is_empty() {
+        args.push(exe);
+    }
+    args.extend([client, &base, mode.arg(), &c_s, redis.unwrap_or("-")]);
+    words.clear();
+    let client_child = spawn(pin.then_some(1), Some(program), &args, false);
     let client_pid = client_child.id();
     let _client = KillOnDrop(client_child);
     generator.line("CONNECTED");
@@ -477,6 +501,9 @@ fn one_run(
     let sw = switches(client_pid).saturating_sub(sw0);
     let gen_cpu = cpu_secs(generator.pid) - gen_cpu0;
     let peak_kb = status_kb(client_pid, "VmHWM:");
+    // Of the RSS now: the client's own memory (heap, stacks), without the pages of its binary
+    // and libraries mapped from files.
+    let anon_kb = status_kb(client_pid, "RssAnon:");
     // The floor does not reconnect: nothing to measure.
     generator.say(if client == "floor" { "END" } else { "DROP" });
     let reconnect_ms: f64 = generator.line("RECONNECT").parse().unwrap();
@@ -490,6 +517,7 @@ fn one_run(
         p50_us: done["p50_us"].as_f64().unwrap(),
         p99_us: done["p99_us"].as_f64().unwrap(),
         peak_kb,
+        anon_kb,
         reconnect_ms,
         tcp_conns: done["tcp_conns"].as_u64().unwrap() as usize,
         gen_busy: gen_cpu / secs,

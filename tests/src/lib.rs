@@ -6,6 +6,8 @@
 
 pub mod async_std_harness;
 pub mod blocking_harness;
+#[doc(hidden)]
+pub mod e2e_client;
 pub mod harness;
 pub mod scenarios;
 pub mod servers;

@@ -3,16 +3,18 @@
 use super::*;
 
 impl Session {
-    pub(super) fn deliver(&mut self, id: DeliveryId) {
+    /// Hands `frame` (delivery `id`) to its handler, unless it was dropped meanwhile (its ack
+    /// timed out while queued) or already handed out.
+    pub(super) fn deliver(&mut self, id: DeliveryId, frame: Frame) {
         let Some(mid) = self.by_delivery.get(&id) else {
             return;
         };
         let Some(f) = self.inflight.get_mut(mid) else {
             return;
         };
-        let Some(frame) = f.frame.take() else {
+        if f.cancel_at.is_some() {
             return;
-        };
+        }
         let cancel_at = super::later(self.now, self.config.handler_timeout);
         f.cancel_at = Some(cancel_at);
         self.running += 1;
@@ -28,10 +30,10 @@ impl Session {
 
     pub(super) fn pump_queue(&mut self) {
         while self.running < self.config.max_in_flight {
-            let Some(id) = self.queue.pop_front() else {
+            let Some((id, frame)) = self.queue.pop_front() else {
                 break;
             };
-            self.deliver(id);
+            self.deliver(id, frame);
         }
     }
 
@@ -41,7 +43,7 @@ impl Session {
         };
         match self.inflight.get(&mid) {
             // Completing a delivery that was never handed out is an adapter bug; ignore it.
-            Some(f) if f.frame.is_some() => return,
+            Some(f) if f.cancel_at.is_none() => return,
             None => return,
             Some(_) => {}
         }

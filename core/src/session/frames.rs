@@ -192,7 +192,6 @@ impl Session {
                 waiting,
                 deadline,
                 cancel_at: None,
-                frame: Some(frame),
             },
         );
         self.by_delivery.insert(delivery, message_id);
@@ -200,9 +199,9 @@ impl Session {
             self.push_deadline(d, delivery, Deadline::Ack);
         }
         if self.running < self.config.max_in_flight && self.queue.is_empty() {
-            self.deliver(delivery);
+            self.deliver(delivery, frame);
         } else {
-            self.queue.push_back(delivery);
+            self.queue.push_back((delivery, frame));
         }
     }
 }

@@ -55,14 +55,14 @@ impl Session {
         // Queued frames that were not acked yet are dropped unacked: DingTalk redelivers them.
         // Immediately-acked ones stay queued: they must still reach their handler.
         let queue = std::mem::take(&mut self.queue);
-        for id in queue {
+        for (id, frame) in queue {
             let keep = self
                 .by_delivery
                 .get(&id)
                 .and_then(|m| self.inflight.get(m))
                 .is_some_and(|f| f.policy == AckPolicy::Immediate);
             if keep {
-                self.queue.push_back(id);
+                self.queue.push_back((id, frame));
             } else if let Some(mid) = self.by_delivery.remove(&id) {
                 self.inflight.remove(&mid);
                 self.stats.frames_ignored += 1;

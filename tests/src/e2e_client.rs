@@ -1,6 +1,8 @@
-//! A client of the e2e bench (`tests/benches/e2e.rs`), in a binary of its own so that its
-//! peak RSS and CPU are the client's alone: `e2e_client <floor|tokio|tokio-1thread|async-std|
-//! blocking> <gateway base URL> <plain|replies> <connections> <redis URL or ->`.
+//! The clients of the e2e bench (`tests/benches/e2e.rs`), each run as a small binary of its own
+//! (`e2e_floor`, `e2e_tokio`, `e2e_async_std`, `e2e_blocking`: only what it uses linked in), so
+//! that its peak RSS and CPU are what a bot built on that adapter alone would show. Arguments:
+//! `<floor|tokio|tokio-1thread|async-std|blocking> <gateway base URL> <plain|replies>
+//! <connections> <redis URL or ->`.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -15,96 +17,104 @@ use std::time::Duration;
 
 use dingtalk_core::{Credentials, Endpoints};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Plain,
-    Replies,
+/// A client's command line.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Which client (`tokio` or `tokio-1thread` for the tokio binary).
+    pub client: String,
+    base: String,
+    reply: bool,
+    conns: usize,
+    redis: Option<String>,
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mode = if args[3] == "replies" {
-        Mode::Replies
-    } else {
-        Mode::Plain
-    };
-    child(
-        &args[1],
-        &args[2],
-        mode,
-        args[4].parse().unwrap(),
-        Some(args[5].as_str()).filter(|u| *u != "-"),
-    );
-}
-
-fn child(client: &str, base: &str, mode: Mode, conns: usize, redis: Option<&str>) {
-    let creds = Credentials::new("bench-client-id", "bench-client-secret");
-    let endpoints = Endpoints::single(base);
-    let reply = mode == Mode::Replies;
-    match client {
-        "floor" => floor(base, reply),
-        "tokio" | "tokio-1thread" => {
-            let rt = if client == "tokio" {
-                tokio::runtime::Runtime::new().unwrap()
-            } else {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-            };
-            let mut builder = dingtalk_tokio::Client::builder(creds)
-                .endpoints(endpoints)
-                .connections(conns);
-            if let Some(url) = redis {
-                let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
-                builder =
-                    builder.state_store(Arc::new(store), dingtalk_tokio::StoreConfig::default());
-            }
-            let client = builder
-                .on_bot_message(move |ctx| async move {
-                    if reply {
-                        ctx.reply_text("ok").await?;
-                    }
-                    Ok::<(), dingtalk_tokio::HandlerError>(())
-                })
-                .build()
-                .unwrap();
-            rt.block_on(client.run()).unwrap();
+impl Args {
+    /// From the process's arguments.
+    pub fn parse() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        Self {
+            client: args[1].clone(),
+            base: args[2].clone(),
+            reply: args[3] == "replies",
+            conns: args[4].parse().unwrap(),
+            redis: Some(args[5].clone()).filter(|u| u != "-"),
         }
-        "blocking" => {
-            let client = dingtalk_blocking::Client::builder(creds)
-                .endpoints(endpoints)
-                .on_bot_message(move |ctx| {
-                    if reply {
-                        ctx.reply_text("ok")?;
-                    }
-                    Ok::<(), dingtalk_blocking::HandlerError>(())
-                })
-                .build()
-                .unwrap();
-            client.run().unwrap();
-        }
-        "async-std" => {
-            let client = dingtalk_async_std::Client::builder(creds)
-                .endpoints(endpoints)
-                .on_bot_message(move |ctx| async move {
-                    if reply {
-                        ctx.reply_text("ok").await?;
-                    }
-                    Ok::<(), dingtalk_async_std::HandlerError>(())
-                })
-                .build()
-                .unwrap();
-            async_std::task::block_on(client.run()).unwrap();
-        }
-        other => panic!("unknown client {other}"),
     }
+
+    fn creds(&self) -> Credentials {
+        Credentials::new("bench-client-id", "bench-client-secret")
+    }
+}
+
+/// dingtalk-tokio, multi-thread (`tokio`) or current-thread (`tokio-1thread`).
+pub fn tokio(args: &Args) {
+    let rt = if args.client == "tokio" {
+        tokio::runtime::Runtime::new().unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let reply = args.reply;
+    let mut builder = dingtalk_tokio::Client::builder(args.creds())
+        .endpoints(Endpoints::single(&args.base))
+        .connections(args.conns);
+    if let Some(url) = &args.redis {
+        let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
+        builder = builder.state_store(Arc::new(store), dingtalk_tokio::StoreConfig::default());
+    }
+    let client = builder
+        .on_bot_message(move |ctx| async move {
+            if reply {
+                ctx.reply_text("ok").await?;
+            }
+            Ok::<(), dingtalk_tokio::HandlerError>(())
+        })
+        .build()
+        .unwrap();
+    rt.block_on(client.run()).unwrap();
+}
+
+/// dingtalk-blocking.
+pub fn blocking(args: &Args) {
+    let reply = args.reply;
+    let client = dingtalk_blocking::Client::builder(args.creds())
+        .endpoints(Endpoints::single(&args.base))
+        .connections(args.conns)
+        .on_bot_message(move |ctx| {
+            if reply {
+                ctx.reply_text("ok")?;
+            }
+            Ok::<(), dingtalk_blocking::HandlerError>(())
+        })
+        .build()
+        .unwrap();
+    client.run().unwrap();
+}
+
+/// dingtalk-async-std.
+pub fn async_std(args: &Args) {
+    let reply = args.reply;
+    let client = dingtalk_async_std::Client::builder(args.creds())
+        .endpoints(Endpoints::single(&args.base))
+        .connections(args.conns)
+        .on_bot_message(move |ctx| async move {
+            if reply {
+                ctx.reply_text("ok").await?;
+            }
+            Ok::<(), dingtalk_async_std::HandlerError>(())
+        })
+        .build()
+        .unwrap();
+    async_std::task::block_on(client.run()).unwrap();
 }
 
 /// The floor: open a connection, then read frames and ack each with its `messageId`, flushing
 /// once per burst. Nothing else: no dedup, no keepalive, no handler, no reconnect. In replies
 /// mode it posts each frame's reply over reqwest's keep-alive pool, at most 64 at once.
-fn floor(base: &str, reply: bool) {
+pub fn floor(args: &Args) {
+    let (base, reply) = (args.base.as_str(), args.reply);
     use futures_util::{FutureExt, SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     #[derive(serde::Deserialize)]
