@@ -26,6 +26,8 @@ use futures_util::{Sink, Stream};
 use tungstenite::Message;
 
 #[cfg(feature = "async-io")]
+mod async_http;
+#[cfg(feature = "async-io")]
 mod async_io;
 #[cfg(feature = "async-io")]
 mod pool;

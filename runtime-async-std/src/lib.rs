@@ -1,7 +1,8 @@
 //! # dingtalk-async-std
 //!
 //! A DingTalk (钉钉) bot on the async-io stack (`async-net`, `async-io` timers,
-//! async-tungstenite with futures-rustls, ureq on a thread pool for HTTP): the same
+//! async-tungstenite with futures-rustls, HTTP/1.1 in the reactor with keep-alive: ureq-proto's
+//! protocol state machine over the same sockets and TLS, no thread per request): the same
 //! [`Client::run`] future runs under async-std, smol, or `futures_lite::future::block_on`,
 //! because it spawns nothing: the one driver of [`dingtalk_driver`] polls every socket, timer
 //! and waiting handler inside the future you run. No tokio anywhere in the tree.

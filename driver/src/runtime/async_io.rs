@@ -95,15 +95,16 @@ impl Timer for IoTimer {
     }
 }
 
-/// ureq with keep-alive pooling (one idle connection kept per request in flight, up to 64 per
-/// host), statuses read as answers, no redirects. By default each request runs on a thread of
-/// its own pool (kept between requests, so a steady load creates no threads); [`Ureq::inline`] runs it on the calling thread (for a program that
-/// waits anyway: the blocking adapter's handlers).
+/// The async-io stack's HTTP client: statuses read as answers, no redirects, keep-alive
+/// connections (one kept per request in flight, up to 64 per host). An async request waits in
+/// the reactor (ureq-proto's HTTP/1.1 state machine over async-net and futures-rustls: no
+/// thread per request); [`Ureq::inline`] sends with ureq on the calling thread instead, for a
+/// program that waits anyway (the blocking adapter's handlers).
 #[derive(Debug, Clone)]
 pub struct Ureq {
     agents: Arc<Agents>,
     inline: bool,
-    threads: super::ThreadPool,
+    reactor: super::async_http::AsyncHttp,
 }
 
 /// One agent (and keep-alive pool) per way out: direct, and through each proxy.
@@ -131,7 +132,7 @@ impl Ureq {
         Self {
             agents: self.agents.clone(),
             inline: true,
-            threads: self.threads.clone(),
+            reactor: self.reactor.clone(),
         }
     }
 
@@ -149,7 +150,7 @@ const BUFFER: usize = 32 * 1024;
 
 /// Most idle keep-alive connections kept per host: the default handler concurrency, so N replies
 /// in flight reuse N connections instead of opening one per reply.
-const IDLE_PER_HOST: usize = 64;
+const IDLE_PER_HOST: usize = super::async_http::IDLE_PER_HOST;
 
 impl HttpClient for Ureq {
     fn new(settings: &HttpSettings) -> Result<Self, crate::Error> {
@@ -168,8 +169,7 @@ impl HttpClient for Ureq {
         Ok(Self {
             agents: Arc::new(agents),
             inline: false,
-            // As many requests in flight as idle connections are kept.
-            threads: super::ThreadPool::for_io("dingtalk-http", IDLE_PER_HOST),
+            reactor: super::async_http::AsyncHttp::new(settings),
         })
     }
 
@@ -180,8 +180,7 @@ impl HttpClient for Ureq {
         if self.inline {
             return Box::pin(std::future::ready(send(&self.agents, request)));
         }
-        let agents = self.agents.clone();
-        self.threads.run(move || send(&agents, request))
+        Box::pin(self.reactor.clone().send(request))
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {

@@ -1,4 +1,4 @@
-//! A pool of threads for blocking work (the blocking adapter's handlers, ureq requests) that
+//! A pool of threads for blocking work (the blocking adapter's handlers) that
 //! costs as few thread switches as the work allows:
 //!
 //! * jobs submitted during one pass of the driver (a burst of frames) are queued together and
