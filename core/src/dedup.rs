@@ -298,3 +298,35 @@ mod tests {
         assert!(c.is_empty());
     }
 }
+
+#[cfg(test)]
+mod accounting {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Whatever the mix of new ids, repeats, text and null acks, expiries and evictions, the
+    /// byte count is what the remembered entries weigh.
+    #[test]
+    fn the_byte_count_matches_the_entries() {
+        let t0 = Instant::now();
+        let mut c = DedupCache::new(500, Duration::from_secs(30)).with_max_bytes(40_000);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for step in 0..20_000u64 {
+            let id = format!("m{}", rng.u32(0..2_000));
+            let ack = if rng.bool() {
+                CachedAck::ResponseNull
+            } else {
+                CachedAck::Text("x".repeat(rng.usize(0..300)).into())
+            };
+            c.insert(&id, ack, t0 + Duration::from_millis(step));
+            let expected: usize = c
+                .ids
+                .iter()
+                .map(|k| ENTRY_BYTES + c.texts.get(k).map_or(0, |t| t.len()))
+                .sum();
+            assert_eq!(c.bytes(), expected, "step {step}");
+            assert!(c.texts.keys().all(|k| c.ids.contains(k)));
+            assert_eq!(c.order.len(), c.ids.len());
+        }
+    }
+}

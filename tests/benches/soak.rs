@@ -15,7 +15,10 @@
 //! (growth under 10 %). It exits non-zero when an invariant fails.
 //!
 //! Run: `cargo bench -p dingtalk-tests --bench soak` (options: `-- --frames 1000000 --seed 42
-//! --only tokio,async-std,blocking`).
+//! --only tokio,async-std,blocking`). `SOAK_DEBUG=1` logs each handler call with its time (and,
+//! for the blocking client, its stats), prints those lines for ids handled more than once, and
+//! traces pushes and acks of ids 543000-543999 (around the seeded TCP reset at frame 543575);
+//! `SOAK_TRACE=1` prints the injected faults.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench aborts on failure
 
 use std::collections::{HashMap, VecDeque};
@@ -252,6 +255,17 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
                    recent: &mut VecDeque<String>,
                    report: &mut Report,
                    acked_ok: &mut usize| {
+        if debug_window(&ack.message_id) {
+            eprintln!(
+                "A {} conn={} code={} status={:?} own={} at={}",
+                ack.message_id,
+                ack.conn,
+                ack.code,
+                ack.status,
+                ack.on_its_connection,
+                start.elapsed().as_millis()
+            );
+        }
         if ack.message_id.starts_with("bad-") {
             return; // a malformed frame's 400
         }
@@ -291,6 +305,9 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
             last_redelivery_check = Instant::now();
         }
         let message_id = format!("soak-{i}");
+        if debug_window(&message_id) {
+            eprintln!("P {message_id} at={}", start.elapsed().as_millis());
+        }
         let text = if rng.u32(0..10) == 0 {
             event_frame(&message_id, rng.u32(0..200) == 0)
         } else {
@@ -388,6 +405,7 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let detail = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     {
         report.extra_handler_calls = calls
@@ -396,6 +414,10 @@ async fn soak(adapter: &str, frames: usize, seed: u64, hang_every: u32) -> Repor
             .sum();
         for (id, n) in calls.iter().filter(|(_, n)| **n > 1).take(5) {
             eprintln!("{adapter}: {id} handled {n} times");
+            let prefix = format!("D {id} ");
+            for line in detail.lines().filter(|l| l.starts_with(&prefix)) {
+                eprintln!("    {line}");
+            }
         }
         report.never_handled = acked_ok.saturating_sub(calls.len());
     }
@@ -476,6 +498,50 @@ fn called(id: &str) {
     }
 }
 
+/// With `SOAK_DEBUG` set, a second line per call: the connection it came on (bot messages) and
+/// the time, printed for ids handled more than once.
+fn called_on(frame: &dingtalk_core::Frame) {
+    called(frame.message_id());
+    debug_line(
+        frame.message_id(),
+        frame.headers.connection_id.as_deref().unwrap_or("-"),
+    );
+}
+
+fn called_event(id: &str) {
+    called(id);
+    debug_line(id, "event");
+}
+
+/// With `SOAK_DEBUG`: ids 543000-543999 (around the seeded reset at 543575) are traced.
+fn debug_window(id: &str) -> bool {
+    std::env::var_os("SOAK_DEBUG").is_some() && id.starts_with("soak-543") && id.len() == 11
+}
+
+/// The blocking client, for its stats in debug lines.
+static BLOCKING: std::sync::OnceLock<dingtalk_blocking::Client> = std::sync::OnceLock::new();
+
+fn debug_line(id: &str, conn: &str) {
+    if std::env::var_os("SOAK_DEBUG").is_some() {
+        if let Some(mut file) = LOG.get() {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let stats = BLOCKING
+                .get()
+                .and_then(|c| c.stats())
+                .map(|s| {
+                    format!(
+                        "{:?} in_flight={} queued={}",
+                        s.session, s.in_flight, s.queued
+                    )
+                })
+                .unwrap_or_default();
+            let _ = file.write_all(format!("D {id} conn={conn} at={at} {stats}\n").as_bytes());
+        }
+    }
+}
+
 fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -500,7 +566,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                             c.dedup_max_bytes = DEDUP_IDS * dingtalk_core::dedup::ENTRY_BYTES;
                         })
                         .on_bot_message(move |ctx| async move {
-                            called(ctx.frame().message_id());
+                            called_on(ctx.frame());
                             match ctx.text().unwrap_or_default() {
                                 "hang" => std::future::pending::<()>().await,
                                 "slow" => $sleep(Duration::from_millis(20)).await,
@@ -513,7 +579,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                             Ok::<(), $krate::HandlerError>(())
                         })
                         .on_event(move |ev, _api| async move {
-                            called(ev.event_id.as_deref().unwrap_or_default());
+                            called_event(ev.event_id.as_deref().unwrap_or_default());
                             if ev.event_type == "slow_event" {
                                 $sleep(Duration::from_millis(20)).await;
                             }
@@ -541,7 +607,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                     c.dedup_max_bytes = DEDUP_IDS * dingtalk_core::dedup::ENTRY_BYTES;
                 })
                 .on_bot_message(move |ctx| {
-                    called(ctx.frame().message_id());
+                    called_on(ctx.frame());
                     match ctx.text().unwrap_or_default() {
                         "hang" if std::env::var_os("SOAK_HANG_FOREVER").is_some() => loop {
                             std::thread::park();
@@ -557,7 +623,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                     Ok::<(), dingtalk_blocking::HandlerError>(())
                 })
                 .on_event(move |ev, _api| {
-                    called(ev.event_id.as_deref().unwrap_or_default());
+                    called_event(ev.event_id.as_deref().unwrap_or_default());
                     if ev.event_type == "slow_event" {
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -565,6 +631,7 @@ fn child(adapter: &str, base: &str, id: &str, secret: &str, log: &str) {
                 })
                 .build()
                 .unwrap();
+            let _ = BLOCKING.set(client.clone());
             client.run().unwrap();
         }
         other => panic!("unknown adapter {other}"),
