@@ -6,8 +6,10 @@
 //!
 //! Only what the SDK needs: one request per connection at a time, no redirects (a 3xx is an
 //! answer), bodies read whole (at most [`MAX_BODY`]), the whole exchange within the client's
-//! timeout, errors without the URL. A kept connection that turns out closed before any byte
-//! of the answer (the server dropped it while idle) is replaced once by a new one.
+//! timeout, errors without the URL. A kept connection that turns out closed (the server dropped
+//! it while idle) is replaced once by a new one: for any request when the write failed, and
+//! after a written request with no byte of answer only for an idempotent method (a `POST`
+//! the server may have acted on is never sent twice).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -114,8 +116,8 @@ struct Key {
 
 /// Why an exchange failed.
 enum Fail {
-    /// The connection ended (or failed) before any byte of the answer: a kept connection the
-    /// server had closed. Safe to send again on a new one.
+    /// A kept connection the server had closed: the request could not be written, or (for an
+    /// idempotent method only) no byte of the answer came. Safe to send again on a new one.
     Unanswered(ClientError),
     /// Anything else.
     Other(ClientError),
@@ -396,6 +398,16 @@ async fn exchange(
     };
     write.await.map_err(|e| Fail::Unanswered(io_error(&e)))?;
 
+    // The request went out: without an answer, only an idempotent one may be sent again (the
+    // server may have acted on a `POST` before it closed).
+    let resend = matches!(
+        *request.method(),
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::OPTIONS
+    );
     // The answer's head.
     let mut input: Vec<u8> = Vec::with_capacity(BUF);
     let mut received = 0usize;
@@ -413,7 +425,7 @@ async fn exchange(
         let n = read_more(&mut conn.io, &mut input, &mut out)
             .await
             .map_err(|e| {
-                if received == 0 {
+                if received == 0 && resend {
                     Fail::Unanswered(io_error(&e))
                 } else {
                     other(io_error(&e))
@@ -421,7 +433,7 @@ async fn exchange(
             })?;
         if n == 0 {
             let e = transport("connection closed before the answer");
-            return Err(if received == 0 {
+            return Err(if received == 0 && resend {
                 Fail::Unanswered(e)
             } else {
                 other(e)
@@ -498,8 +510,12 @@ mod tests {
         AsyncHttp::new(&HttpSettings::new(tls, timeout))
     }
 
-    /// Reads one request (head and `content-length` body) from `conn`; its body.
+    /// Reads one request (head and `content-length` body) from `conn`; its request line.
     fn read_request(conn: &mut BufReader<TcpStream>) -> Option<String> {
+        let mut first = String::new();
+        if conn.read_line(&mut first).ok()? == 0 {
+            return None;
+        }
         let mut len = 0usize;
         loop {
             let mut line = String::new();
@@ -515,7 +531,7 @@ mod tests {
         }
         let mut body = vec![0; len];
         conn.read_exact(&mut body).ok()?;
-        String::from_utf8(body).ok()
+        Some(first.trim_end().to_owned())
     }
 
     fn post(base: &str, body: &str) -> http::Request<Vec<u8>> {
@@ -525,58 +541,107 @@ mod tests {
             .unwrap()
     }
 
+    fn request(method: http::Method, base: &str, n: u32) -> http::Request<Vec<u8>> {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("{base}/x?n={n}"))
+            .body(Vec::new())
+            .unwrap()
+    }
+
+    /// Accepts the next connection.
+    fn next(listener: &TcpListener) -> BufReader<TcpStream> {
+        BufReader::new(listener.accept().unwrap().0)
+    }
+
     #[test]
-    fn a_kept_connection_the_server_dropped_is_replaced_once_and_answers_are_read_whole() {
+    fn a_kept_connection_the_server_dropped_is_replaced_once_but_a_post_is_never_sent_twice() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let probe = listener.try_clone().unwrap();
         let server = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            // First connection: answers the first request (kept alive), then takes the second
-            // and closes without an answer, as a server that drops an idle connection just as
-            // a request arrives.
-            let (first, _) = listener.accept().unwrap();
-            let mut first = BufReader::new(first);
-            seen.push(read_request(&mut first).unwrap());
-            first
-                .get_mut()
+            // 1: answered, kept alive. 2 (a GET) arrives on it and the server closes without
+            // an answer, as one that drops an idle connection just as a request comes.
+            let mut one = next(&listener);
+            seen.push(read_request(&mut one).unwrap());
+            one.get_mut()
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
                 .unwrap();
-            seen.push(read_request(&mut first).unwrap());
-            drop(first);
-            // Second connection: a chunked answer, then `connection: close`.
-            let (second, _) = listener.accept().unwrap();
-            let mut second = BufReader::new(second);
-            seen.push(read_request(&mut second).unwrap());
-            second
-                .get_mut()
+            seen.push(read_request(&mut one).unwrap());
+            drop(one);
+            // The GET again, on a new connection: a chunked answer, then `connection: close`.
+            let mut two = next(&listener);
+            seen.push(read_request(&mut two).unwrap());
+            two.get_mut()
                 .write_all(
                     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nsec\r\n3\r\nond\r\n0\r\n\r\n",
                 )
                 .unwrap();
-            drop(second);
-            // Third: the request after a `connection: close` answer.
-            let (third, _) = listener.accept().unwrap();
-            let mut third = BufReader::new(third);
-            seen.push(read_request(&mut third).unwrap());
-            third
+            drop(two);
+            // 3: a redirect (its connection is not kept by the client).
+            let mut three = next(&listener);
+            seen.push(read_request(&mut three).unwrap());
+            three
                 .get_mut()
                 .write_all(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();
+            // 4: answered and kept; 5 (a POST) arrives on it, and the server closes without an
+            // answer.
+            let mut four = next(&listener);
+            seen.push(read_request(&mut four).unwrap());
+            four.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .unwrap();
+            seen.push(read_request(&mut four).unwrap());
+            drop(four);
             seen
         });
         let http = client(Duration::from_secs(10));
-        let answers = async_io::block_on(async {
-            let one = http.clone().send(post(&base, "1")).await.unwrap();
-            let two = http.clone().send(post(&base, "2")).await.unwrap();
-            let three = http.clone().send(post(&base, "3")).await.unwrap();
-            [one, two, three]
+        let (one, two, three, four, five) = async_io::block_on(async {
+            (
+                http.clone()
+                    .send(request(http::Method::POST, &base, 1))
+                    .await,
+                http.clone()
+                    .send(request(http::Method::GET, &base, 2))
+                    .await,
+                http.clone()
+                    .send(request(http::Method::POST, &base, 3))
+                    .await,
+                http.clone()
+                    .send(request(http::Method::POST, &base, 4))
+                    .await,
+                http.clone()
+                    .send(request(http::Method::POST, &base, 5))
+                    .await,
+            )
         });
-        assert_eq!(answers[0].body(), b"first");
-        assert_eq!(answers[1].body(), b"second");
+        assert_eq!(one.unwrap().body(), b"first");
+        assert_eq!(two.unwrap().body(), b"second");
         // A redirect is an answer, not followed.
-        assert_eq!(answers[2].status(), 307);
-        // The second request went out twice: on the dropped connection, then on a new one.
-        assert_eq!(server.join().unwrap(), ["1", "2", "2", "3"]);
+        assert_eq!(three.unwrap().status(), 307);
+        assert_eq!(four.unwrap().body(), b"ok");
+        // The POST the server may have acted on is an error, not sent again.
+        let error = five.unwrap_err();
+        assert!(error.to_string().contains("closed"), "{error}");
+        assert_eq!(
+            server.join().unwrap(),
+            [
+                "POST /x?n=1 HTTP/1.1",
+                "GET /x?n=2 HTTP/1.1",
+                "GET /x?n=2 HTTP/1.1",
+                "POST /x?n=3 HTTP/1.1",
+                "POST /x?n=4 HTTP/1.1",
+                "POST /x?n=5 HTTP/1.1",
+            ]
+        );
+        // No fifth connection: the client returned without trying the POST again.
+        probe.set_nonblocking(true).unwrap();
+        assert_eq!(
+            probe.accept().map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]
