@@ -18,8 +18,8 @@
 //! warm-up: a hanging blocking handler keeps its thread for [`BLOCKING_HANG`] (30 s), and the
 //! number of such threads (each with its stack and its allocator arena) only reaches its steady
 //! state that long into the run. With 1 000 000 frames the 10 % mark falls about 7 s in, and
-//! the blocking client's RSS then grows by 15-20 % to a plateau that it keeps from 40 % of the
-//! run on, which is the warm-up, not a leak; the longer run measures past it.
+//! the blocking client's RSS then grows by 15-20 % to a plateau that it keeps for the last
+//! 40 % of the run: the warm-up, not a leak. The longer run measures past it.
 //!
 //! Run: `cargo bench -p dingtalk-tests --bench soak` (options: `-- --frames 4000000 --seed 42
 //! --only tokio,async-std,blocking`). `SOAK_DEBUG=1` logs each handler call with its time (and,
