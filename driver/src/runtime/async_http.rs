@@ -679,4 +679,61 @@ mod tests {
         let bad = async_io::block_on(http.send(request)).unwrap_err();
         assert!(bad.to_string().contains("invalid URL"), "{bad}");
     }
+
+    #[test]
+    fn the_keep_alive_pool_is_bounded_per_host_in_hosts_and_in_age() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let http = client(Duration::from_secs(5));
+        let mut accepted = Vec::new();
+        // A kept connection, and the server's end of it.
+        let open = |accepted: &mut Vec<TcpStream>| {
+            let io = async_io::block_on(async_net::TcpStream::connect(addr)).unwrap();
+            accepted.push(listener.accept().unwrap().0);
+            Conn {
+                io: Io::Plain(io),
+                idle_since: Instant::now(),
+            }
+        };
+        let key = |port: u16| Key {
+            https: false,
+            host: "127.0.0.1".into(),
+            port,
+            proxy: None,
+        };
+        // Per host: the connections past IDLE_PER_HOST are closed, not kept.
+        for _ in 0..IDLE_PER_HOST + 3 {
+            let conn = open(&mut accepted);
+            http.put_idle(key(1), conn);
+        }
+        assert_eq!(http.idle()[&key(1)].len(), IDLE_PER_HOST);
+        // Hosts: past HOSTS, a connection to a new host is closed.
+        for port in 2..HOSTS as u16 + 3 {
+            let conn = open(&mut accepted);
+            http.put_idle(key(port), conn);
+        }
+        assert_eq!(http.idle().len(), HOSTS);
+        assert!(!http.idle().contains_key(&key(HOSTS as u16 + 2)));
+        // Age: a connection kept longer than IDLE_FOR is not reused.
+        let old = Instant::now()
+            .checked_sub(IDLE_FOR + Duration::from_secs(1))
+            .unwrap();
+        for conn in http.idle().get_mut(&key(2)).unwrap() {
+            conn.idle_since = old;
+        }
+        assert!(http.take_idle(&key(2)).is_none());
+        // A fresh one is, while the server keeps it open; once the server closed it, not.
+        assert!(http.take_idle(&key(3)).is_some());
+        accepted.clear();
+        let mut conn = open(&mut accepted);
+        accepted.clear();
+        // The server's close reaches the client's socket before the probe.
+        let mut probe = [0u8; 1];
+        let Io::Plain(tcp) = &mut conn.io else {
+            unreachable!()
+        };
+        assert_eq!(async_io::block_on(tcp.peek(&mut probe)).unwrap(), 0);
+        http.put_idle(key(4), conn);
+        assert!(http.take_idle(&key(4)).is_none());
+    }
 }
