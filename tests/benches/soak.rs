@@ -14,12 +14,11 @@
 //! violations (0), reconnects, redeliveries, and the client's RSS at 10 % and 100 % of the run
 //! (growth under 10 %). It exits non-zero when an invariant fails.
 //!
-//! It pushes 4 000 000 frames per adapter by default, so that the 10 % mark comes after the
-//! warm-up: a hanging blocking handler keeps its thread for [`BLOCKING_HANG`] (30 s), and the
-//! number of such threads (each with its stack and its allocator arena) only reaches its steady
-//! state that long into the run. With 1 000 000 frames the 10 % mark falls about 7 s in, and
-//! the blocking client's RSS then grows by 15-20 % to a plateau that it keeps for the last
-//! 40 % of the run: the warm-up, not a leak. The longer run measures past it.
+//! It pushes 4 000 000 frames per adapter by default: long enough to show whether RSS settles.
+//! A hanging blocking handler keeps its thread for [`BLOCKING_HANG`] (30 s), and the number of
+//! such threads (each with its stack, allocator arena and per-thread cache) only settles well
+//! into the run. The blocking client's RSS then keeps a plateau for the last 40 % of the run,
+//! after rising 8-11 % from the 10 % mark (15-20 % with 1 000 000 frames).
 //!
 //! Run: `cargo bench -p dingtalk-tests --bench soak` (options: `-- --frames 4000000 --seed 42
 //! --only tokio,async-std,blocking`). `SOAK_DEBUG=1` logs each handler call with its time (and,
