@@ -134,6 +134,8 @@ struct Inner {
     timeout: Duration,
     proxies: Proxies,
     idle: Mutex<HashMap<Key, Vec<Conn>>>,
+    /// Largest answer body ([`MAX_BODY`]; smaller in tests).
+    max_body: u64,
 }
 
 impl std::fmt::Debug for AsyncHttp {
@@ -178,6 +180,7 @@ impl AsyncHttp {
                 timeout: settings.timeout,
                 proxies: settings.proxies.clone(),
                 idle: Mutex::default(),
+                max_body: MAX_BODY,
             }),
         }
     }
@@ -202,7 +205,7 @@ impl AsyncHttp {
         let key = self.key(request.uri())?;
         let proxy = self.inner.proxies.for_uri(request.uri()).cloned();
         if let Some(mut conn) = self.take_idle(&key) {
-            match exchange(&mut conn, &request).await {
+            match exchange(&mut conn, &request, self.inner.max_body).await {
                 Ok((response, keep)) => {
                     if keep {
                         self.put_idle(key, conn);
@@ -215,7 +218,7 @@ impl AsyncHttp {
             }
         }
         let mut conn = self.connect(&key, proxy.as_ref()).await?;
-        match exchange(&mut conn, &request).await {
+        match exchange(&mut conn, &request, self.inner.max_body).await {
             Ok((response, keep)) => {
                 if keep {
                     self.put_idle(key, conn);
@@ -322,6 +325,7 @@ impl AsyncHttp {
 async fn exchange(
     conn: &mut Conn,
     request: &http::Request<Vec<u8>>,
+    max_body: u64,
 ) -> Result<(http::Response<Vec<u8>>, bool), Fail> {
     let other = Fail::Other;
     // The head (ureq-proto adds `host`); the body goes with `content-length`.
@@ -453,7 +457,7 @@ async fn exchange(
                         .map_err(|e| other(proto_error(&e)))?;
                     input.drain(..used);
                     data.extend_from_slice(&out[..n]);
-                    if data.len() as u64 > MAX_BODY {
+                    if data.len() as u64 > max_body {
                         return Err(other(transport("answer body too large")));
                     }
                     if used > 0 || n > 0 {
@@ -462,6 +466,10 @@ async fn exchange(
                 }
                 if !close_delimited && body.can_proceed() {
                     break;
+                }
+                if input.len() >= MAX_HEAD {
+                    // The parser took none of this: a chunk header that never ends.
+                    return Err(other(transport("invalid HTTP answer")));
                 }
                 let n = read_more(&mut conn.io, &mut input, &mut out)
                     .await
@@ -598,25 +606,29 @@ mod tests {
             seen
         });
         let http = client(Duration::from_secs(10));
-        let (one, two, three, four, five) = async_io::block_on(async {
-            (
-                http.clone()
-                    .send(request(http::Method::POST, &base, 1))
-                    .await,
-                http.clone()
-                    .send(request(http::Method::GET, &base, 2))
-                    .await,
-                http.clone()
-                    .send(request(http::Method::POST, &base, 3))
-                    .await,
-                http.clone()
-                    .send(request(http::Method::POST, &base, 4))
-                    .await,
-                http.clone()
-                    .send(request(http::Method::POST, &base, 5))
-                    .await,
-            )
-        });
+        let calls = [
+            (http::Method::POST, 1),
+            (http::Method::GET, 2),
+            (http::Method::POST, 3),
+            (http::Method::POST, 4),
+            (http::Method::POST, 5),
+        ];
+        let mut results = async_io::block_on(async {
+            let mut results = Vec::new();
+            for (method, n) in calls {
+                results.push(http.clone().send(request(method, &base, n)).await);
+            }
+            results
+        })
+        .into_iter();
+        let mut next_result = || results.next().unwrap();
+        let (one, two, three, four, five) = (
+            next_result(),
+            next_result(),
+            next_result(),
+            next_result(),
+            next_result(),
+        );
         assert_eq!(one.unwrap().body(), b"first");
         assert_eq!(two.unwrap().body(), b"second");
         // A redirect is an answer, not followed.
@@ -735,5 +747,79 @@ mod tests {
         assert_eq!(async_io::block_on(tcp.peek(&mut probe)).unwrap(), 0);
         http.put_idle(key(4), conn);
         assert!(http.take_idle(&key(4)).is_none());
+    }
+
+    /// Serves one connection: reads the request, writes `answer`, then keeps writing `tail`
+    /// (if any) until the client goes away.
+    fn serve_once(answer: Vec<u8>, tail: Option<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut conn = next(&listener);
+            read_request(&mut conn).unwrap();
+            let conn = conn.get_mut();
+            if conn.write_all(&answer).is_err() {
+                return;
+            }
+            if let Some(tail) = tail {
+                while conn.write_all(&tail).is_ok() {}
+            }
+        });
+        (base, server)
+    }
+
+    #[test]
+    fn answers_past_the_limits_are_typed_errors_not_unbounded_reads() {
+        let mut http = client(Duration::from_secs(20));
+        Arc::get_mut(&mut http.inner).unwrap().max_body = 1000;
+        let send = |base: &str| async_io::block_on(http.clone().send(post(base, "1")));
+        // A head line that never ends.
+        let (base, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec(),
+            Some(vec![b'a'; 1024]),
+        );
+        let error = send(&base).unwrap_err();
+        assert!(
+            error.to_string().contains("answer head too large"),
+            "{error}"
+        );
+        server.join().unwrap();
+        // A body past the limit, with a length and chunked.
+        let (base, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".to_vec(),
+            Some(vec![b'a'; 1000]),
+        );
+        let error = send(&base).unwrap_err();
+        assert!(
+            error.to_string().contains("answer body too large"),
+            "{error}"
+        );
+        server.join().unwrap();
+        let (base, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+            Some(
+                b"100\r\n"
+                    .iter()
+                    .chain(&[b'a'; 256])
+                    .chain(b"\r\n")
+                    .copied()
+                    .collect(),
+            ),
+        );
+        let error = send(&base).unwrap_err();
+        assert!(
+            error.to_string().contains("answer body too large"),
+            "{error}"
+        );
+        server.join().unwrap();
+        // A chunk header that never ends: refused once it passes the head bound, not read
+        // until the timeout.
+        let (base, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+            Some(b"0000000000000000000000000000000000000000000000000000000000000000".to_vec()),
+        );
+        let error = send(&base).unwrap_err();
+        assert!(error.to_string().contains("invalid HTTP answer"), "{error}");
+        server.join().unwrap();
     }
 }
