@@ -7,8 +7,9 @@
 //!   runtime: the gateway open call, a WebSocket that pushes pre-serialised ~1.35 KB bot-message
 //!   frames (batched writes, at most `--window` un-acked, a SYSTEM ping every 1000 frames, every
 //!   ack checked for its `messageId` and code), and the session-webhook endpoint (replies mode);
-//! * the client under test (`e2e_floor`, `e2e_tokio`, `e2e_async_std` or `e2e_blocking`: a small
-//!   binary each, see `dingtalk_tests::e2e_client`), pinned to CPU 1;
+//! * the client under test (`e2e_floor`, `e2e_tokio`, `e2e_async_std` or `e2e_blocking`, and
+//!   `e2e_tokio_redis` in the scale section: a small binary each, see
+//!   `dingtalk_tests::e2e_client`), pinned to CPU 1;
 //! * this orchestrator, which reads the client's CPU time and peak RSS from `/proc` (and, of the
 //!   RSS, the anonymous part: heap and stacks, without the pages of the binary and libraries).
 //!
@@ -474,6 +475,7 @@ fn one_run(
     // CPU are what a bot on that adapter alone shows, not this bench's generator code.
     let exe = match client {
         "floor" => env!("CARGO_BIN_EXE_e2e_floor"),
+        "tokio" | "tokio-1thread" if redis.is_some() => env!("CARGO_BIN_EXE_e2e_tokio_redis"),
         "tokio" | "tokio-1thread" => env!("CARGO_BIN_EXE_e2e_tokio"),
         "async-std" => env!("CARGO_BIN_EXE_e2e_async_std"),
         "blocking" => env!("CARGO_BIN_EXE_e2e_blocking"),

@@ -1,6 +1,7 @@
 //! The clients of the e2e bench (`tests/benches/e2e.rs`), each run as a small binary of its own
-//! (`e2e_floor`, `e2e_tokio`, `e2e_async_std`, `e2e_blocking`: only what it uses linked in), so
-//! that its peak RSS and CPU are what a bot built on that adapter alone would show. Arguments:
+//! (`e2e_floor`, `e2e_tokio`, `e2e_tokio_redis`, `e2e_async_std`, `e2e_blocking`: only what it
+//! uses linked in), so that its peak RSS and CPU are what a bot built on that adapter alone
+//! would show. Arguments:
 //! `<floor|tokio|tokio-1thread|async-std|blocking> <gateway base URL> <plain|replies>
 //! <connections> <redis URL or ->`.
 #![allow(
@@ -48,6 +49,18 @@ impl Args {
 
 /// dingtalk-tokio, multi-thread (`tokio`) or current-thread (`tokio-1thread`).
 pub fn tokio(args: &Args) {
+    tokio_with(args, None);
+}
+
+/// dingtalk-tokio with the Redis state store (`e2e_tokio_redis`: a binary of its own, so that
+/// the plain tokio client's RSS is not that of a bot linking a Redis client).
+pub fn tokio_redis(args: &Args) {
+    let url = args.redis.as_deref().expect("a Redis URL");
+    let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
+    tokio_with(args, Some(Arc::new(store)));
+}
+
+fn tokio_with(args: &Args, store: Option<Arc<dyn dingtalk_tokio::StateStore>>) {
     let rt = if args.client == "tokio" {
         tokio::runtime::Runtime::new().unwrap()
     } else {
@@ -60,9 +73,8 @@ pub fn tokio(args: &Args) {
     let mut builder = dingtalk_tokio::Client::builder(args.creds())
         .endpoints(Endpoints::single(&args.base))
         .connections(args.conns);
-    if let Some(url) = &args.redis {
-        let store = dingtalk_tokio::RedisStore::open(url, Duration::from_secs(1)).unwrap();
-        builder = builder.state_store(Arc::new(store), dingtalk_tokio::StoreConfig::default());
+    if let Some(store) = store {
+        builder = builder.state_store(store, dingtalk_tokio::StoreConfig::default());
     }
     let client = builder
         .on_bot_message(move |ctx| async move {
