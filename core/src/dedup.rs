@@ -1,7 +1,7 @@
 //! A bounded, time-limited memory of completed message ids and the acks they got.
 //!
-//! Ids are kept as 128-bit keyed hashes (two foldhash values under the session's seed), not as
-//! strings: an entry has a fixed size whatever the network sends as a `messageId`, and ids
+//! Ids are kept as 96-bit keyed hashes (from two foldhash values under the session's seed), not
+//! as strings: an entry has a fixed size whatever the network sends as a `messageId`, and ids
 //! cannot be chosen to collide without the seed. The cache is bounded by count, by bytes (ack
 //! texts included) and by age.
 
@@ -31,18 +31,35 @@ impl CachedAck {
     }
 }
 
-/// What one entry costs besides its ack text, counted against the byte bound: two 17-byte id
-/// slots (the table is sized at twice the entries, so removals never make it grow), a 32-byte
+/// What one entry costs besides its ack text, counted against the byte bound: two 13-byte id
+/// slots (the table is sized at twice the entries, so removals never make it grow), a 20-byte
 /// order slot, a text slot when the ack has a text, and slack.
 pub const ENTRY_BYTES: usize = 128;
 
-/// A message id's 128-bit keyed hash.
+/// A message id's 96-bit keyed hash, in 4-byte words so that a table slot takes 12 bytes. (Two
+/// ids share a key with odds of one in 2^96 per pair: with a million ids remembered, a new id is
+/// mistaken for a seen one about once in 10^22 frames.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key(u64, u64);
+struct Key([u32; 3]);
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0);
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
+/// An entry of the age order: when it expires, in milliseconds after the cache's first use
+/// (in two 4-byte words, so that the entry takes 20 bytes, not 32 with an `Instant`), and its
+/// key.
+#[derive(Debug, Clone, Copy)]
+struct Aged {
+    expires: [u32; 2],
+    key: Key,
+}
+
+impl Aged {
+    fn expires(&self) -> u64 {
+        u64::from(self.expires[0]) | (u64::from(self.expires[1]) << 32)
     }
 }
 
@@ -79,7 +96,9 @@ pub struct DedupCache {
     ids: HashSet<Key, BuildHasherDefault<PassThrough>>,
     /// The ack texts of the ids acked with one.
     texts: HashMap<Key, Arc<str>, BuildHasherDefault<PassThrough>>,
-    order: VecDeque<(Instant, Key)>,
+    order: VecDeque<Aged>,
+    /// The first `now` the cache was given: times are kept as milliseconds after it.
+    base: Option<Instant>,
 }
 
 /// Most entries the table is sized for up front.
@@ -109,6 +128,7 @@ impl DedupCache {
             ids: HashSet::default(),
             texts: HashMap::default(),
             order: VecDeque::new(),
+            base: None,
         }
     }
 
@@ -135,10 +155,26 @@ impl DedupCache {
     }
 
     fn key(&self, message_id: &str) -> Key {
-        Key(
+        let (a, b) = (
             self.hash.0.hash_one(message_id),
             self.hash.1.hash_one(message_id),
-        )
+        );
+        // Truncations on purpose: the key is the first 96 of the 128 hash bits.
+        #[allow(clippy::cast_possible_truncation)]
+        Key([a as u32, (a >> 32) as u32, b as u32])
+    }
+
+    /// Milliseconds from the cache's first use to `at` plus `ttl`, rounded down (`up`: rounded
+    /// up); saturating, so that no time or TTL can overflow.
+    fn millis(&mut self, at: Instant, ttl: Duration, up: bool) -> u64 {
+        let base = *self.base.get_or_insert(at);
+        let d = at.saturating_duration_since(base).saturating_add(ttl);
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if up && d.subsec_nanos() % 1_000_000 != 0 {
+            ms.saturating_add(1)
+        } else {
+            ms
+        }
     }
 
     /// The ack remembered for `message_id`, unless it expired.
@@ -164,8 +200,9 @@ impl DedupCache {
             self.allocate();
         }
         let key = self.key(message_id);
-        // Saturating: a `Duration::MAX`-like TTL from the configuration must not panic.
-        let expires = crate::session::later(now, self.ttl);
+        // Saturating: a `Duration::MAX`-like TTL from the configuration must not panic. Rounded
+        // up, so that an entry never expires early (it may live a millisecond longer).
+        let expires = self.millis(now, self.ttl, true);
         let added = ack.text_len();
         let old = match ack {
             CachedAck::ResponseNull => self.texts.remove(&key),
@@ -173,7 +210,11 @@ impl DedupCache {
         };
         if self.ids.insert(key) {
             self.bytes = self.bytes.saturating_add(ENTRY_BYTES + added);
-            self.order.push_back((expires, key));
+            #[allow(clippy::cast_possible_truncation)] // the two halves
+            self.order.push_back(Aged {
+                expires: [expires as u32, (expires >> 32) as u32],
+                key,
+            });
         } else {
             self.bytes = self
                 .bytes
@@ -204,7 +245,7 @@ impl DedupCache {
 
     fn evict_oldest(&mut self) -> bool {
         match self.order.pop_front() {
-            Some((_, key)) => {
+            Some(Aged { key, .. }) => {
                 if self.ids.remove(&key) {
                     let text = self.texts.remove(&key).map_or(0, |t| t.len());
                     self.bytes = self.bytes.saturating_sub(ENTRY_BYTES + text);
@@ -216,8 +257,9 @@ impl DedupCache {
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some((expires, _)) = self.order.front() {
-            if *expires > now {
+        let now = self.millis(now, Duration::ZERO, false);
+        while let Some(aged) = self.order.front() {
+            if aged.expires() > now {
                 break;
             }
             self.evict_oldest();
@@ -271,9 +313,10 @@ mod tests {
         // doubled table would report about twice as much.)
         assert!(c.ids.capacity() <= table, "the table grew mid-run");
         assert_eq!(c.order.capacity(), order);
-        // `{"response": null}` acks (most of them) take a 16-byte id slot and nothing more.
+        // `{"response": null}` acks (most of them) take a 12-byte id slot and nothing more.
         assert!(c.texts.is_empty());
-        assert_eq!(std::mem::size_of::<Key>(), 16);
+        assert_eq!(std::mem::size_of::<Key>(), 12);
+        assert_eq!(std::mem::size_of::<Aged>(), 20);
         c.insert("text", CachedAck::Text("ack".into()), t0);
         assert_eq!(c.texts.len(), 1);
         // Evicted with its id.
@@ -281,6 +324,25 @@ mod tests {
             c.insert(&format!("more-{i}"), CachedAck::ResponseNull, t0);
         }
         assert!(c.texts.is_empty() && c.get("text", t0).is_none());
+    }
+
+    #[test]
+    fn an_entry_lives_its_ttl_and_at_most_a_millisecond_more() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let mut c = DedupCache::new(10, Duration::from_millis(10));
+        c.insert("first", CachedAck::ResponseNull, t0);
+        // Inserted 0.4 ms after the cache's first use: kept until 10.4 ms, gone by 11.4 ms.
+        c.insert("a", CachedAck::ResponseNull, t0 + us(400));
+        assert!(c.get("a", t0 + us(10_399)).is_some());
+        assert!(c.get("first", t0 + us(10_399)).is_none());
+        assert!(c.get("a", t0 + us(11_400)).is_none());
+        // Times before the first use and TTLs without a bound saturate instead of panicking.
+        let mut c = DedupCache::new(10, Duration::MAX);
+        c.insert("b", CachedAck::ResponseNull, t0 + Duration::from_secs(5));
+        c.insert("c", CachedAck::ResponseNull, t0);
+        assert!(c.get("b", t0 + Duration::from_secs(1 << 40)).is_some());
+        assert!(c.get("c", t0 + Duration::from_secs(1 << 40)).is_some());
     }
 
     #[test]
