@@ -227,10 +227,7 @@ pub struct StreamConfig {
     /// At most this many handler calls in flight (default 64).
     pub max_in_flight: usize,
     /// Frames waiting for a handler slot before the session asks the adapter to stop reading
-    /// (default 256: four times the default handler calls in flight, enough to keep every
-    /// handler busy). Pings are answered while frames wait here. A bot message acked on receipt
-    /// (the default ack policy) and still waiting here is lost if the process dies, so a larger
-    /// queue is a larger loss on a crash as well as more memory (about 2 KB a frame).
+    /// (default 1024). Pings are answered while frames wait here.
     pub max_queued: usize,
     /// Completed message ids remembered for deduplication (default 10 000).
     pub dedup_capacity: usize,
@@ -272,7 +269,7 @@ impl StreamConfig {
             first_reconnect_max: Duration::from_millis(100),
             connections: 1,
             max_in_flight: 64,
-            max_queued: 256,
+            max_queued: 1024,
             dedup_capacity: 10_000,
             dedup_ttl: Duration::from_secs(300),
             dedup_max_bytes: crate::dedup::DEFAULT_MAX_BYTES,

@@ -428,7 +428,7 @@ impl Session {
 mod tests {
     use super::*;
 
-    /// Up to `max_in_flight + max_queued` (320 by default) entries live in the in-flight map
+    /// Up to `max_in_flight + max_queued` (1 088 by default) entries live in the in-flight map
     /// when handlers fall behind; its slots must not carry the frame (a ~320-byte `Frame` inline
     /// made the map 2.6 MB under load), which waits in the queue instead.
     #[test]
