@@ -38,7 +38,7 @@ pub const ENTRY_BYTES: usize = 128;
 
 /// A message id's 96-bit keyed hash, in 4-byte words so that a table slot takes 12 bytes. (Two
 /// ids share a key with odds of one in 2^96 per pair: with a million ids remembered, a new id is
-/// mistaken for a seen one about once in 10^22 frames.)
+/// mistaken for a seen one about once in 10^23 frames.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key([u32; 3]);
 

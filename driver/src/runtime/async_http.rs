@@ -798,54 +798,37 @@ mod tests {
     fn answers_past_the_limits_are_typed_errors_not_unbounded_reads() {
         let mut http = client(Duration::from_secs(20));
         Arc::get_mut(&mut http.inner).unwrap().max_body = 1000;
-        let send = |base: &str| async_io::block_on(http.clone().send(post(base, "1")));
-        // A head line that never ends.
-        let (base, server) = serve_once(
-            b"HTTP/1.1 200 OK\r\nx-filler: ".to_vec(),
-            Some(vec![b'a'; 1024]),
-        );
-        let error = send(&base).unwrap_err();
-        assert!(
-            error.to_string().contains("answer head too large"),
-            "{error}"
-        );
-        server.join().unwrap();
-        // A body past the limit, with a length and chunked.
-        let (base, server) = serve_once(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n".to_vec(),
-            Some(vec![b'a'; 1000]),
-        );
-        let error = send(&base).unwrap_err();
-        assert!(
-            error.to_string().contains("answer body too large"),
-            "{error}"
-        );
-        server.join().unwrap();
-        let (base, server) = serve_once(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
-            Some(
-                b"100\r\n"
-                    .iter()
-                    .chain(&[b'a'; 256])
-                    .chain(b"\r\n")
-                    .copied()
-                    .collect(),
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let chunk: Vec<u8> = b"100\r\n"
+            .iter()
+            .chain(&[b'a'; 256])
+            .chain(b"\r\n")
+            .copied()
+            .collect();
+        // (answer, what follows it for as long as the client reads, the error)
+        let cases: [(&[u8], Vec<u8>, &str); 4] = [
+            // A head line that never ends.
+            (
+                b"HTTP/1.1 200 OK\r\nx-filler: ",
+                vec![b'a'; 1024],
+                "answer head too large",
             ),
-        );
-        let error = send(&base).unwrap_err();
-        assert!(
-            error.to_string().contains("answer body too large"),
-            "{error}"
-        );
-        server.join().unwrap();
-        // A chunk header that never ends: refused once it passes the head bound, not read
-        // until the timeout.
-        let (base, server) = serve_once(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
-            Some(b"0000000000000000000000000000000000000000000000000000000000000000".to_vec()),
-        );
-        let error = send(&base).unwrap_err();
-        assert!(error.to_string().contains("invalid HTTP answer"), "{error}");
-        server.join().unwrap();
+            // A body past the limit, with a length and chunked.
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n",
+                vec![b'a'; 1000],
+                "answer body too large",
+            ),
+            (chunked, chunk, "answer body too large"),
+            // A chunk header that never ends: refused once it passes the head bound, not read
+            // until the timeout.
+            (chunked, vec![b'0'; 64], "invalid HTTP answer"),
+        ];
+        for (answer, tail, expected) in cases {
+            let (base, server) = serve_once(answer.to_vec(), Some(tail));
+            let error = async_io::block_on(http.clone().send(post(&base, "1"))).unwrap_err();
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+            server.join().unwrap();
+        }
     }
 }
