@@ -392,13 +392,25 @@ pub struct ClientBuilder {
 /// bounds the handler calls in flight; this bounds threads for calls run through `dispatch`.
 const HANDLER_THREADS: usize = 512;
 
-/// Runs a plain function on the handler threads as the driver's async handler.
-fn offload<T, F>(pool: &ThreadPool, f: F) -> dingtalk_driver::runtime::BoxFuture<'static, T>
+/// Runs a plain function on the handler threads as the driver's async handler. A call whose
+/// frame was acked on arrival runs even if the driver gives up on it before a thread takes it
+/// (its handler timeout fired while it queued): DingTalk never redelivers such a frame, so
+/// skipping the call would lose it. Other calls are skipped then: their frame was acked as a
+/// failure, and DingTalk redelivers it.
+fn offload<T, F>(
+    pool: &ThreadPool,
+    acked_on_arrival: bool,
+    f: F,
+) -> dingtalk_driver::runtime::BoxFuture<'static, T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    pool.run(f)
+    if acked_on_arrival {
+        pool.run_to_end(f)
+    } else {
+        pool.run(f)
+    }
 }
 
 impl ClientBuilder {
@@ -521,9 +533,10 @@ impl ClientBuilder {
         F: Fn(Frame, &ApiClient) -> Outcome + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = subscription.ack == dingtalk_core::AckPolicy::Immediate;
         let handler: dingtalk_driver::Handler<Ureq> = Arc::new(move |frame, api| {
             let f = f.clone();
-            offload(&pool, move || f(frame, &ApiClient::from_async(&api)))
+            offload(&pool, acked, move || f(frame, &ApiClient::from_async(&api)))
         });
         self.map(|b| b.handler(subscription, handler))
     }
@@ -538,7 +551,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_bot_message(move |ctx| {
                 let f = f.clone();
-                offload(&pool, move || f(BotContext::new(ctx)))
+                offload(&pool, true, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -578,7 +591,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_delegate_message(move |ctx| {
                 let f = f.clone();
-                offload(&pool, move || f(BotContext::new(ctx)))
+                offload(&pool, true, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -596,7 +609,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_card_callback(move |cb, api| {
                 let f = f.clone();
-                offload(&pool, move || f(cb, &ApiClient::from_async(&api)))
+                offload(&pool, false, move || f(cb, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -614,7 +627,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_graph_invoke(move |req, api| {
                 let f = f.clone();
-                offload(&pool, move || f(req, &ApiClient::from_async(&api)))
+                offload(&pool, false, move || f(req, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -629,7 +642,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_event(move |ev, api| {
                 let f = f.clone();
-                offload(&pool, move || f(ev, &ApiClient::from_async(&api)))
+                offload(&pool, false, move || f(ev, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -644,7 +657,7 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_callback(topic, move |frame, api| {
                 let f = f.clone();
-                offload(&pool, move || f(frame, &ApiClient::from_async(&api)))
+                offload(&pool, false, move || f(frame, &ApiClient::from_async(&api)))
             })
         })
     }

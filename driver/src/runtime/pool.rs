@@ -23,9 +23,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// A job returns the waker of the task waiting for its result (for the pool to wake in a
-/// batch), and whether its caller gave up on it while it ran (see [`State::abandoned`]).
-type Job = Box<dyn FnOnce() -> (Option<Waker>, bool) + Send>;
+/// A job (given its pool, to count itself abandoned) returns the waker of the task waiting for
+/// its result (for the pool to wake in a batch), and whether its caller gave up on it while it
+/// ran (see [`State::abandoned`]).
+type Job = Box<dyn FnOnce(&Shared) -> (Option<Waker>, bool) + Send>;
 
 /// An idle thread exits after this long without work.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -99,6 +100,12 @@ struct Shared {
     work: Condvar,
     /// The standby thread's timed waits.
     standby: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A pool of threads for blocking work; cheap to clone (clones share the threads).
@@ -202,21 +209,48 @@ impl ThreadPool {
 
     /// Runs `f` on a pool thread; the future gives its result. A panic in `f` is resumed when
     /// the future is polled (where the driver catches it as a failed handler). Dropping the
-    /// future does not stop `f`; its result is then dropped.
+    /// future does not stop a running `f` (its result is then dropped); a queued `f` whose
+    /// future is dropped before it starts is skipped.
     pub fn run<T, F>(&self, f: F) -> super::BoxFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.queue(f, true)
+    }
+
+    /// Like [`run`](Self::run), but `f` runs even when its future is dropped before it
+    /// started: for work that nothing else will do if it is skipped (a handler of a message
+    /// acked on arrival, which DingTalk never redelivers). Its result is then dropped.
+    pub fn run_to_end<T, F>(&self, f: F) -> super::BoxFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.queue(f, false)
+    }
+
+    fn queue<T, F>(&self, f: F, skip_if_dropped: bool) -> super::BoxFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
         let slot = Arc::new(Slot::<T>::default());
         let mut sender = Sender(Some(slot.clone()));
-        let job: Job = Box::new(move || {
-            // A call whose caller is gone before it started (a cancelled handler) is skipped.
-            if !sender.start() {
+        let job: Job = Box::new(move |pool: &Shared| {
+            if sender.start() {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                return sender.send(result);
+            }
+            // The caller is gone before the call started (a cancelled handler).
+            if skip_if_dropped {
                 return (None, false);
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            sender.send(result)
+            // Run it all the same, as a thread whose caller gave up: jobs behind it do not
+            // wait for it.
+            pool.lock().abandoned += 1;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            (None, true)
         });
         let job = BATCH.with(|b| match b.borrow_mut().as_mut() {
             Some(batch) => {
@@ -235,7 +269,7 @@ impl ThreadPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
     }
 
     /// Queues `jobs` and makes sure a thread comes for them: one to run them when none runs,
@@ -359,7 +393,7 @@ impl ThreadPool {
                 drop(st);
                 self.perform(call);
                 let started = Instant::now();
-                let (waker, abandoned) = job();
+                let (waker, abandoned) = job(&self.shared);
                 let slow = started.elapsed() > SLOW_JOB;
                 st = self.lock();
                 st.busy = st.busy.saturating_sub(1);
@@ -559,8 +593,7 @@ impl<T> Drop for Receive<T> {
             Phase::Queued => st.phase = Phase::Abandoned,
             Phase::Running => {
                 st.phase = Phase::Abandoned;
-                let mut pool = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-                pool.abandoned += 1;
+                self.pool.lock().abandoned += 1;
             }
             Phase::Finished | Phase::Abandoned => {}
         }
@@ -625,7 +658,7 @@ mod tests {
         let pool = ThreadPool::new("test-pool", 2);
         let gate = Arc::new(Gate::default());
         let job = |gate: Arc<Gate>| -> Job {
-            Box::new(move || {
+            Box::new(move |_: &Shared| {
                 let mut st = gate.state.lock().unwrap();
                 while !st.0 {
                     st = gate.cv.wait(st).unwrap();
@@ -738,6 +771,45 @@ mod tests {
         });
         assert_eq!(async_io::block_on(pool.run(|| 8)), 8);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        gate.state.lock().unwrap().0 = true;
+        gate.cv.notify_all();
+    }
+
+    #[test]
+    fn a_run_to_end_job_dropped_before_it_started_still_runs_and_holds_up_nothing() {
+        // A standby that would wait an hour: only the abandoned count lets the next job through.
+        let pool = ThreadPool {
+            held_up: Duration::from_secs(3600),
+            ..ThreadPool::new("test-pool", 4)
+        };
+        let gate = Arc::new(Gate::default());
+        let g = gate.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        batch(|| {
+            // Given up inside the batch: queued already dropped (a handler timeout that fired
+            // before a thread took the call), and it hangs once it runs.
+            drop(pool.run_to_end(move || {
+                let _ = started_tx.send(());
+                let mut st = g.state.lock().unwrap();
+                while !st.0 {
+                    st = g.cv.wait(st).unwrap();
+                }
+            }));
+        });
+        assert!(
+            started_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a run-to-end job was skipped because its caller gave up"
+        );
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let next = pool.run(move || {
+            let _ = done_tx.send(());
+            9
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a job queued behind a dropped run-to-end job waited for it"
+        );
+        assert_eq!(async_io::block_on(next), 9);
         gate.state.lock().unwrap().0 = true;
         gate.cv.notify_all();
     }
