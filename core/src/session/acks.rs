@@ -33,7 +33,7 @@ impl Session {
             let Some((id, frame)) = self.queue.pop_front() else {
                 break;
             };
-            self.deliver(id, frame);
+            self.deliver(id, *frame);
         }
     }
 

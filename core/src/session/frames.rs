@@ -201,7 +201,7 @@ impl Session {
         if self.running < self.config.max_in_flight && self.queue.is_empty() {
             self.deliver(delivery, frame);
         } else {
-            self.queue.push_back((delivery, frame));
+            self.queue.push_back((delivery, Box::new(frame)));
         }
     }
 }
