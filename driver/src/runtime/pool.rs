@@ -177,10 +177,10 @@ pub(crate) fn batch<R>(f: impl FnOnce() -> R) -> R {
             // process) the reader would otherwise read on for its whole time slice (a thousand
             // frames) while the handler threads wait, and they only catch up once the
             // session's queue is full and reading stops: measured with the e2e bench (client
-            // pinned to one CPU), the blocking client's peak RSS was 6.9-7.0 MB and its p99 ack
-            // 1.7x the floor's with the yield only when a thread was called; 5.0-5.1 MB and
-            // 1.3-1.5x with it after every burst. With an idle CPU this returns at once (one
-            // syscall per burst).
+            // pinned to one CPU), the blocking client's peak RSS was 6.9-7.0 MB in every run
+            // with the yield only when a thread was called; with it after every burst, 5.0-5.2
+            // MB in about half the runs (the handlers kept up) and 6.4-6.7 MB in the others.
+            // With an idle CPU this returns at once (one syscall per burst).
             std::thread::yield_now();
         }
     }
