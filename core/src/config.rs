@@ -227,7 +227,9 @@ pub struct StreamConfig {
     /// At most this many handler calls in flight (default 64).
     pub max_in_flight: usize,
     /// Frames waiting for a handler slot before the session asks the adapter to stop reading
-    /// (default 1024). Pings are answered while frames wait here.
+    /// (default 512: eight times the default handler calls in flight, about 1 MB of frames).
+    /// Pings are answered while frames wait here. A frame acked on arrival that waits here is
+    /// lost if the process dies, so more is not safer.
     pub max_queued: usize,
     /// Completed message ids remembered for deduplication (default 10 000).
     pub dedup_capacity: usize,
@@ -269,7 +271,7 @@ impl StreamConfig {
             first_reconnect_max: Duration::from_millis(100),
             connections: 1,
             max_in_flight: 64,
-            max_queued: 1024,
+            max_queued: 512,
             dedup_capacity: 10_000,
             dedup_ttl: Duration::from_secs(300),
             dedup_max_bytes: crate::dedup::DEFAULT_MAX_BYTES,

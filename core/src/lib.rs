@@ -128,7 +128,7 @@
 //! | token lifetime (`expireIn`) | capped at 24 h | [`auth::MAX_TOKEN_LIFETIME`] | refreshed anyway |
 //! | URLs sent to | `https://` (`wss://`); plain only to loopback | [`url::check_secure`] | typed validation error, URL never quoted |
 //! | HTTP-callback requests | 1 MiB body, 1 h timestamp window, 64 handler calls | [`callback_server::CallbackLimits`] | 413 / 401 / 503 with `Retry-After` |
-//! | queued frames | 1 024 (+64 slack) | [`StreamConfig::max_queued`] | [`Output::PauseReading`]; beyond the slack a frame is left unacked for redelivery ([`SessionEvent::Shed`]) |
+//! | queued frames | 512 (+64 slack) | [`StreamConfig::max_queued`] | [`Output::PauseReading`]; beyond the slack a frame is left unacked for redelivery ([`SessionEvent::Shed`]) |
 //! | duplicate copies waiting for one message | 16 | session | further copies left unacked |
 //! | ack `message` text of a failure | 256 bytes | session | truncated at a character boundary |
 //! | webhook body | 20 000 bytes | [`webhook::MAX_BODY_BYTES`] | [`ErrorKind::TooLarge`] before sending |

@@ -96,8 +96,8 @@ struct InFlight {
 }
 
 /// A frame waiting for a handler slot. The frame is boxed: the queue's buffer keeps the
-/// capacity of its longest burst for the session's life (1 088 slots by default), which is 16 KiB
-/// of pointers instead of ~340 KiB of frames inline.
+/// capacity of its longest burst for the session's life (576 frames by default, a 1 024-slot
+/// buffer), which is 16 KiB of pointers instead of ~340 KiB of frames inline.
 type Queued = (DeliveryId, Box<Frame>);
 
 /// What a deadline in [`Session::deadlines`] is for.
@@ -433,7 +433,7 @@ impl Session {
 mod tests {
     use super::*;
 
-    /// Up to `max_in_flight + max_queued` (1 088 by default) entries live in the in-flight map
+    /// Up to `max_in_flight + max_queued` (576 by default) entries live in the in-flight map
     /// when handlers fall behind; its slots must not carry the frame (a ~320-byte `Frame` inline
     /// made the map 2.6 MB under load), which waits in the queue instead.
     #[test]
