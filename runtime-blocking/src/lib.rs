@@ -393,7 +393,7 @@ pub struct ClientBuilder {
 const HANDLER_THREADS: usize = 512;
 
 /// Runs a plain function on the handler threads as the driver's async handler. A call whose
-/// frame was acked on arrival runs even if the driver gives up on it before a thread takes it
+/// frame is acked on arrival runs even if the driver gives up on it before a thread takes it
 /// (its handler timeout fired while it queued): DingTalk never redelivers such a frame, so
 /// skipping the call would lose it. Other calls are skipped then: their frame was acked as a
 /// failure, and DingTalk redelivers it.
@@ -411,6 +411,12 @@ where
     } else {
         pool.run(f)
     }
+}
+
+/// Whether frames of `subscription` are acked on arrival: the core's policy, read from the same
+/// subscription the driver registers for each kind of handler.
+fn acked_on_arrival(subscription: &Subscription) -> bool {
+    subscription.ack == dingtalk_core::AckPolicy::Immediate
 }
 
 impl ClientBuilder {
@@ -533,7 +539,7 @@ impl ClientBuilder {
         F: Fn(Frame, &ApiClient) -> Outcome + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
-        let acked = subscription.ack == dingtalk_core::AckPolicy::Immediate;
+        let acked = acked_on_arrival(&subscription);
         let handler: dingtalk_driver::Handler<Ureq> = Arc::new(move |frame, api| {
             let f = f.clone();
             offload(&pool, acked, move || f(frame, &ApiClient::from_async(&api)))
@@ -548,10 +554,11 @@ impl ClientBuilder {
         F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::callback(dingtalk_core::topic::BOT_MESSAGE));
         self.map(|b| {
             b.on_bot_message(move |ctx| {
                 let f = f.clone();
-                offload(&pool, true, move || f(BotContext::new(ctx)))
+                offload(&pool, acked, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -588,10 +595,11 @@ impl ClientBuilder {
         F: Fn(BotContext) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::callback(dingtalk_core::topic::BOT_DELEGATE));
         self.map(|b| {
             b.on_delegate_message(move |ctx| {
                 let f = f.clone();
-                offload(&pool, true, move || f(BotContext::new(ctx)))
+                offload(&pool, acked, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -606,10 +614,11 @@ impl ClientBuilder {
             + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::callback(dingtalk_core::topic::CARD_CALLBACK));
         self.map(|b| {
             b.on_card_callback(move |cb, api| {
                 let f = f.clone();
-                offload(&pool, false, move || f(cb, &ApiClient::from_async(&api)))
+                offload(&pool, acked, move || f(cb, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -624,10 +633,11 @@ impl ClientBuilder {
             + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::callback(dingtalk_core::topic::GRAPH_INVOKE));
         self.map(|b| {
             b.on_graph_invoke(move |req, api| {
                 let f = f.clone();
-                offload(&pool, false, move || f(req, &ApiClient::from_async(&api)))
+                offload(&pool, acked, move || f(req, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -639,10 +649,11 @@ impl ClientBuilder {
         F: Fn(Event, &ApiClient) -> Result<EventAck, HandlerError> + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::events());
         self.map(|b| {
             b.on_event(move |ev, api| {
                 let f = f.clone();
-                offload(&pool, false, move || f(ev, &ApiClient::from_async(&api)))
+                offload(&pool, acked, move || f(ev, &ApiClient::from_async(&api)))
             })
         })
     }
@@ -654,10 +665,11 @@ impl ClientBuilder {
         F: Fn(Frame, &ApiClient) -> Result<Value, HandlerError> + Send + Sync + 'static,
     {
         let (f, pool) = (Arc::new(f), self.pool.clone());
+        let acked = acked_on_arrival(&Subscription::callback(topic));
         self.map(|b| {
             b.on_callback(topic, move |frame, api| {
                 let f = f.clone();
-                offload(&pool, false, move || f(frame, &ApiClient::from_async(&api)))
+                offload(&pool, acked, move || f(frame, &ApiClient::from_async(&api)))
             })
         })
     }

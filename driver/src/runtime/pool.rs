@@ -611,6 +611,46 @@ mod tests {
         cv: Condvar,
     }
 
+    impl Gate {
+        /// A job that reports its start on the returned receiver, then waits for the gate.
+        fn held_job(
+            self: &Arc<Self>,
+        ) -> (
+            impl FnOnce() + Send + 'static,
+            std::sync::mpsc::Receiver<()>,
+        ) {
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let gate = self.clone();
+            let job = move || {
+                let _ = started_tx.send(());
+                let mut st = gate.state.lock().unwrap();
+                while !st.0 {
+                    st = gate.cv.wait(st).unwrap();
+                }
+            };
+            (job, started_rx)
+        }
+
+        fn open(&self) {
+            self.state.lock().unwrap().0 = true;
+            self.cv.notify_all();
+        }
+    }
+
+    /// Asserts that a job submitted now starts (within 10 s) and gives `value`: nothing holds it up.
+    fn runs_at_once(pool: &ThreadPool, value: i32, held_by: &str) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let next = pool.run(move || {
+            let _ = done_tx.send(());
+            value
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a job queued behind {held_by} waited for it"
+        );
+        assert_eq!(async_io::block_on(next), value);
+    }
+
     #[test]
     fn slow_jobs_get_a_thread_each_up_to_the_cap() {
         let pool = ThreadPool::new("test-pool", 2);
@@ -719,27 +759,11 @@ mod tests {
             ..ThreadPool::new("test-pool", 4)
         };
         let gate = Arc::new(Gate::default());
-        let g = gate.clone();
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let stuck = pool.run(move || {
-            let _ = started_tx.send(());
-            let mut st = g.state.lock().unwrap();
-            while !st.0 {
-                st = g.cv.wait(st).unwrap();
-            }
-        });
-        started_rx.recv().unwrap();
+        let (job, started) = gate.held_job();
+        let stuck = pool.run(job);
+        started.recv().unwrap();
         drop(stuck); // the driver cancelled it; the thread stays in it
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let next = pool.run(move || {
-            let _ = done_tx.send(());
-            7
-        });
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "a job queued behind an abandoned one waited"
-        );
-        assert_eq!(async_io::block_on(next), 7);
+        runs_at_once(&pool, 7, "an abandoned one");
         // A job given up before it started does not run at all.
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let r = ran.clone();
@@ -749,8 +773,7 @@ mod tests {
         });
         assert_eq!(async_io::block_on(pool.run(|| 8)), 8);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
-        gate.state.lock().unwrap().0 = true;
-        gate.cv.notify_all();
+        gate.open();
     }
 
     #[test]
@@ -761,34 +784,17 @@ mod tests {
             ..ThreadPool::new("test-pool", 4)
         };
         let gate = Arc::new(Gate::default());
-        let g = gate.clone();
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (job, started) = gate.held_job();
         batch(|| {
             // Given up inside the batch: queued already dropped (a handler timeout that fired
             // before a thread took the call), and it hangs once it runs.
-            drop(pool.run_to_end(move || {
-                let _ = started_tx.send(());
-                let mut st = g.state.lock().unwrap();
-                while !st.0 {
-                    st = g.cv.wait(st).unwrap();
-                }
-            }));
+            drop(pool.run_to_end(job));
         });
         assert!(
-            started_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            started.recv_timeout(Duration::from_secs(10)).is_ok(),
             "a run-to-end job was skipped because its caller gave up"
         );
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let next = pool.run(move || {
-            let _ = done_tx.send(());
-            9
-        });
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "a job queued behind a dropped run-to-end job waited for it"
-        );
-        assert_eq!(async_io::block_on(next), 9);
-        gate.state.lock().unwrap().0 = true;
-        gate.cv.notify_all();
+        runs_at_once(&pool, 9, "a dropped run-to-end job");
+        gate.open();
     }
 }
