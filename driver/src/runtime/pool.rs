@@ -10,7 +10,10 @@
 //! * a finished job's task is woken once the queue runs dry (or every [`WAKE_BATCH`] jobs, or
 //!   by the standby thread while a slow job runs), so a burst of completions costs the waiting
 //!   thread one wake-up, not one each;
-//! * idle threads stay for 10 s, so a steady load creates no threads.
+//! * work goes to the thread that went idle last, so threads beyond what the load needs stay
+//!   idle and exit after 10 s (a thread woken in turn with the others would never be idle that
+//!   long: the pool would keep its busiest moment's threads, and each thread's malloc cache,
+//!   for ever); a steady load creates no threads.
 //!
 //! The callers bound how many jobs are in flight (the client's concurrency); the pool bounds its
 //! threads.
@@ -19,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -65,8 +69,8 @@ enum Standby {
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
-    /// Threads waiting for work.
-    idle: usize,
+    /// Threads waiting for work, the one that went idle last at the end (the next one woken).
+    idle: Vec<Arc<Sleeper>>,
     /// Wake-ups sent and not yet taken by a thread.
     waking: usize,
     threads: usize,
@@ -93,11 +97,17 @@ impl State {
     }
 }
 
+/// An idle thread's wake-up call (waited on with the pool's lock).
+#[derive(Default)]
+struct Sleeper {
+    wake: Condvar,
+    /// Set, with the lock held, by whoever takes this thread off `idle` to give it work.
+    woken: std::sync::atomic::AtomicBool,
+}
+
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Idle threads wait here for work.
-    work: Condvar,
     /// The standby thread's timed waits.
     standby: Condvar,
 }
@@ -117,6 +127,8 @@ pub struct ThreadPool {
     /// Jobs wait (and stand still) behind running ones for at most this long; zero: every
     /// queued job calls a thread at once.
     held_up: Duration,
+    /// An idle thread exits after this long without work ([`IDLE_EXIT`]).
+    idle_exit: Duration,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -125,7 +137,7 @@ impl std::fmt::Debug for ThreadPool {
         f.debug_struct("ThreadPool")
             .field("name", &self.name)
             .field("threads", &st.threads)
-            .field("idle", &st.idle)
+            .field("idle", &st.idle.len())
             .field("busy", &st.busy)
             .field("queued", &st.jobs.len())
             .finish()
@@ -197,6 +209,7 @@ impl ThreadPool {
             name,
             max_threads: max_threads.max(1),
             held_up: HELD_UP,
+            idle_exit: IDLE_EXIT,
         }
     }
 
@@ -321,12 +334,12 @@ impl ThreadPool {
         self.held_up.is_zero() || st.slow_share > SHARE_ONE / 2
     }
 
-    /// Wakes an idle thread or starts one below the pool's size.
+    /// Wakes the thread that went idle last, or starts one below the pool's size.
     fn call_thread(&self, st: &mut State) -> Call {
-        if st.idle > 0 {
-            st.idle -= 1;
+        if let Some(sleeper) = st.idle.pop() {
+            sleeper.woken.store(true, Relaxed);
             st.waking += 1;
-            return Call::Notify;
+            return Call::Notify(sleeper);
         }
         if st.threads >= self.max_threads {
             return Call::None;
@@ -339,7 +352,7 @@ impl ThreadPool {
     fn perform(&self, call: Call) {
         match call {
             Call::None => {}
-            Call::Notify => self.shared.work.notify_one(),
+            Call::Notify(sleeper) => sleeper.wake.notify_one(),
             Call::Spawn => {
                 let pool = self.clone();
                 let spawned = std::thread::Builder::new()
@@ -370,6 +383,7 @@ impl ThreadPool {
     }
 
     fn work(&self) {
+        let mut sleeper: Option<Arc<Sleeper>> = None;
         let mut st = self.lock();
         // This thread was counted as a wake-up when it was spawned or notified.
         st.waking = st.waking.saturating_sub(1);
@@ -409,19 +423,21 @@ impl ThreadPool {
                 }
                 continue;
             }
-            st.idle += 1;
-            let (guard, timeout) = self
-                .shared
-                .work
-                .wait_timeout(st, IDLE_EXIT)
+            let me = sleeper.get_or_insert_with(Arc::default).clone();
+            st.idle.push(me.clone());
+            let (guard, timeout) = me
+                .wake
+                .wait_timeout(st, self.idle_exit)
                 .unwrap_or_else(|e| e.into_inner());
             st = guard;
-            if st.waking > 0 {
+            if me.woken.swap(false, Relaxed) {
                 // Woken on purpose (whoever notified already took this thread off `idle`).
-                st.waking -= 1;
+                st.waking = st.waking.saturating_sub(1);
             } else {
-                // Spurious or timed out: still counted as idle.
-                st.idle = st.idle.saturating_sub(1);
+                // Spurious or timed out: still on `idle`.
+                if let Some(i) = st.idle.iter().rposition(|s| Arc::ptr_eq(s, &me)) {
+                    st.idle.remove(i);
+                }
                 if timeout.timed_out() && st.jobs.is_empty() {
                     st.threads = st.threads.saturating_sub(1);
                     return;
@@ -464,7 +480,7 @@ impl ThreadPool {
 /// What `call_worker` decided.
 enum Call {
     None,
-    Notify,
+    Notify(Arc<Sleeper>),
     Spawn,
 }
 
@@ -690,6 +706,43 @@ mod tests {
             "never more than the cap at once"
         );
         assert!(pool.lock().threads <= 2);
+    }
+
+    #[test]
+    fn threads_beyond_a_steady_load_go_idle_and_exit() {
+        let pool = ThreadPool {
+            idle_exit: Duration::from_millis(200),
+            ..ThreadPool::for_io("test-pool", 8)
+        };
+        // A burst: three jobs at once, three threads.
+        let gate = Arc::new(Gate::default());
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let (job, started) = gate.held_job();
+                (pool.run(job), started)
+            })
+            .collect();
+        for (_, started) in &held {
+            started.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        gate.open();
+        for (run, _) in held {
+            async_io::block_on(run);
+        }
+        assert_eq!(pool.lock().threads, 3);
+        // Then one job at a time: one thread is enough, and work goes to the thread that went
+        // idle last, so the others stay idle and exit. (Woken in turn, as a shared condition
+        // variable wakes them, every thread gets work again before its idle time is up, and
+        // the pool keeps its busiest moment's threads for ever.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.lock().threads > 2 {
+            assert!(
+                Instant::now() < deadline,
+                "a steady load of one job at a time kept all {} threads of an earlier burst",
+                pool.lock().threads
+            );
+            assert_eq!(async_io::block_on(pool.run(|| 1)), 1);
+        }
     }
 
     #[test]
