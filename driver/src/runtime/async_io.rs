@@ -318,7 +318,7 @@ impl<In: ureq::unversioned::transport::Transport> ureq::unversioned::transport::
 }
 
 /// Connects to the first of the resolved addresses that answers, each given an equal share of
-/// what is left of the connect timeout (at least 10 ms).
+/// what is left of the connect timeout (at least 10 ms); none is tried once it is spent.
 fn connect_any(
     details: &ureq::unversioned::transport::ConnectionDetails<'_>,
 ) -> Result<std::net::TcpStream, ureq::Error> {
@@ -328,8 +328,14 @@ fn connect_any(
     let mut last = None;
     for (i, addr) in addrs.iter().enumerate() {
         let left = addrs.len().saturating_sub(i).max(1);
-        let share = details.timeout.not_zero().map(|t| {
-            let rest = t.saturating_sub(started.elapsed());
+        let rest = details
+            .timeout
+            .not_zero()
+            .map(|t| t.saturating_sub(started.elapsed()));
+        if i > 0 && rest.is_some_and(|r| r.is_zero()) {
+            break;
+        }
+        let share = rest.map(|rest| {
             (rest / u32::try_from(left).unwrap_or(u32::MAX)).max(Duration::from_millis(10))
         });
         let attempt = match share {
@@ -678,7 +684,7 @@ impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Reso
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)] // tests abort on failure
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests abort on failure
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
@@ -779,6 +785,50 @@ mod tests {
         drop(server);
         wait_readable(&client.stream);
         assert!(!client.is_open());
+    }
+
+    #[test]
+    fn a_request_to_a_server_that_never_answers_ends_at_its_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts, reads the request, and never answers (the socket stays open).
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(2) {
+                let _ = held_tx.send(());
+                held.push(stream);
+            }
+            std::thread::park();
+        });
+        let settings = HttpSettings::new(
+            crate::tls::default_tls_config().unwrap(),
+            Duration::from_millis(300),
+        );
+        let ureq = <Ureq as HttpClient>::new(&settings).unwrap();
+        for _ in 0..2 {
+            let request = http::Request::post(format!("http://{addr}/v1.0/x"))
+                .body(b"{}".to_vec())
+                .unwrap();
+            let started = Instant::now();
+            // On a thread of its own, so that a request that never ends fails the test.
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let sender = ureq.clone();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(sender.send_blocking(request));
+            });
+            let err = done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a 300 ms request was still waiting after 10 s")
+                .unwrap_err();
+            let took = started.elapsed();
+            assert!(err.to_string().contains("timeout"), "{err}");
+            assert!(
+                took >= Duration::from_millis(290) && took < Duration::from_secs(5),
+                "a 300 ms request ended after {took:?}"
+            );
+        }
+        assert!(held_rx.try_recv().is_ok());
     }
 
     /// Blocks until `stream` has something to read (data or the peer's FIN), without reading it.
