@@ -38,6 +38,29 @@ fn main() {
         let bytes = (after.total_bytes - before.total_bytes) as f64 / counted.len() as f64;
         println!("{name:<20} {per:>6.2} allocations/frame, {bytes:>8.0} bytes/frame");
     }
+    // A handler's first `ctx.message()`: `data` unescaped, then the chatbot message parsed.
+    let frame = dingtalk_core::Frame::parse(&bots[0], &dingtalk_core::Limits::default()).unwrap();
+    let before = dhat::HeapStats::get();
+    for _ in 0..N {
+        let m = frame
+            .data_json::<dingtalk_core::model::ChatbotMessage>()
+            .unwrap();
+        std::hint::black_box(m);
+    }
+    let after = dhat::HeapStats::get();
+    let per = (after.total_blocks - before.total_blocks) as f64 / N as f64;
+    let bytes = (after.total_bytes - before.total_bytes) as f64 / N as f64;
+    println!(
+        "{:<20} {per:>6.2} allocations/frame, {bytes:>8.0} bytes/frame",
+        "message parse"
+    );
+    let before = dhat::HeapStats::get();
+    for _ in 0..N {
+        std::hint::black_box(frame.data_text().unwrap());
+    }
+    let after = dhat::HeapStats::get();
+    let per = (after.total_blocks - before.total_blocks) as f64 / N as f64;
+    println!("{:<20} {per:>6.2} allocations/frame", "  of which unescape");
     let (mut s, conn, now) = common::connected();
     let before = dhat::HeapStats::get();
     for _ in 0..N {

@@ -34,6 +34,15 @@ fn frames(c: &mut Criterion) {
     g.bench_function("parse_bot_1kb", |b| {
         b.iter(|| Frame::parse(black_box(&one), &Limits::default()).unwrap())
     });
+    // What a handler's first `ctx.message()` costs: `data` unescaped, then the chatbot message.
+    let parsed = Frame::parse(&one, &Limits::default()).unwrap();
+    g.bench_function("message_bot_1kb", |b| {
+        b.iter(|| {
+            black_box(&parsed)
+                .data_json::<dingtalk_core::model::ChatbotMessage>()
+                .unwrap()
+        })
+    });
     g.bench_function("ack_text", |b| {
         b.iter(|| {
             Ack::new(

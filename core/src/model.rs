@@ -40,8 +40,11 @@ pub struct HostingContext {
 
 /// A chatbot message (`/v1.0/im/bot/messages/get`, the delegate topic, or an HTTP-mode
 /// outgoing-robot callback).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+///
+/// Deserialized field by field in one pass (see the `Deserialize` impl below): a derived impl
+/// with `#[serde(flatten)]` would first copy the whole object into serde's buffer of values.
+#[derive(Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChatbotMessage {
     /// `msgId`.
     pub msg_id: String,
@@ -127,6 +130,119 @@ impl fmt::Debug for ChatbotMessage {
             .field("content", &self.content)
             .field("extra", &self.extra)
             .finish()
+    }
+}
+
+/// A key of a JSON object, borrowed from the input when it has no escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+
+    fn into_owned(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_owned(),
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The same rules as a derived impl with `#[serde(rename_all = "camelCase", default)]` and the
+/// unknown fields flattened into `extra`: a missing field takes its default, a repeated known
+/// field is an error, a `null` is accepted where the field is an `Option`.
+impl<'de> Deserialize<'de> for ChatbotMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ChatbotMessage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a chatbot message object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ChatbotMessage, A::Error> {
+                let mut m = ChatbotMessage::default();
+                let mut seen = 0u32;
+                macro_rules! fields {
+                    ($key:expr; $($name:literal => $field:ident,)*) => {{
+                        let mut bit = 0u32;
+                        $(
+                            if $key == $name {
+                                if seen & (1 << bit) != 0 {
+                                    return Err(serde::de::Error::duplicate_field($name));
+                                }
+                                seen |= 1 << bit;
+                                m.$field = map.next_value()?;
+                                continue;
+                            }
+                            bit += 1;
+                        )*
+                        let _ = bit;
+                    }};
+                }
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    fields!(key.as_str();
+                        "msgId" => msg_id,
+                        "msgtype" => msgtype,
+                        "conversationId" => conversation_id,
+                        "conversationType" => conversation_type,
+                        "conversationTitle" => conversation_title,
+                        "createAt" => create_at,
+                        "senderId" => sender_id,
+                        "senderNick" => sender_nick,
+                        "senderStaffId" => sender_staff_id,
+                        "senderCorpId" => sender_corp_id,
+                        "senderPlatform" => sender_platform,
+                        "chatbotCorpId" => chatbot_corp_id,
+                        "chatbotUserId" => chatbot_user_id,
+                        "robotCode" => robot_code,
+                        "isAdmin" => is_admin,
+                        "isInAtList" => is_in_at_list,
+                        "atUsers" => at_users,
+                        "sessionWebhook" => session_webhook,
+                        "sessionWebhookExpiredTime" => session_webhook_expired_time,
+                        "hostingContext" => hosting_context,
+                        "text" => text,
+                        "content" => content,
+                    );
+                    let value: Value = map.next_value()?;
+                    m.extra.insert(key.into_owned(), value);
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
