@@ -524,6 +524,50 @@ fn chatbot_message_every_msgtype() {
 }
 
 #[test]
+fn a_chatbot_message_parses_by_the_rules_of_a_derived_impl() {
+    // Missing fields take their defaults; `null` is accepted where the field is optional.
+    let m: ChatbotMessage =
+        serde_json::from_str(r#"{"msgtype":"text","senderStaffId":null,"createAt":null}"#)
+            .unwrap();
+    assert_eq!(m.msgtype, "text");
+    assert_eq!(m.sender_staff_id, None);
+    assert_eq!(m.msg_id, "");
+    assert!(m.extra.is_empty());
+    // `null` where a string is required, a repeated known field, a wrong type: typed errors.
+    for bad in [
+        r#"{"msgId":null}"#,
+        r#"{"msgId":"a","msgId":"b"}"#,
+        r#"{"isAdmin":"yes"}"#,
+        r#"["a","b"]"#,
+        r#""text""#,
+    ] {
+        assert!(
+            serde_json::from_str::<ChatbotMessage>(bad).is_err(),
+            "{bad} must be refused"
+        );
+    }
+    // A key written with escapes is the same key; a repeated unknown one keeps its last value.
+    let m: ChatbotMessage = serde_json::from_str(
+        r#"{"msg\u0049d":"m1","x\"y":1,"x\"y":2,"text":{"content":" hi"}}"#,
+    )
+    .unwrap();
+    assert_eq!(m.msg_id, "m1");
+    assert_eq!(m.extra["x\"y"], json!(2));
+    assert_eq!(m.text(), Some("hi"));
+    // From bytes and from a `Value` alike; serialising gives the same fields back.
+    let text = r#"{"msgId":"m","conversationType":"2","atUsers":[{"dingtalkId":"d"}],"extra1":true}"#;
+    let from_bytes: ChatbotMessage = serde_json::from_slice(text.as_bytes()).unwrap();
+    let value: Value = serde_json::from_str(text).unwrap();
+    let from_value: ChatbotMessage = serde_json::from_value(value).unwrap();
+    assert_eq!(from_bytes, from_value);
+    assert!(from_bytes.is_group());
+    assert_eq!(from_bytes.at_users[0].dingtalk_id, "d");
+    let back: ChatbotMessage =
+        serde_json::from_value(serde_json::to_value(&from_bytes).unwrap()).unwrap();
+    assert_eq!(back, from_bytes);
+}
+
+#[test]
 fn unknown_fields_never_fail_parsing() {
     let m: ChatbotMessage = serde_json::from_str(
         r#"{"msgtype":"interactiveCard","content":{"biz_custom_action_url":"x"},"brandNew":{"a":1},"originalMsgId":"o"}"#,
