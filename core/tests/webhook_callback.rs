@@ -527,8 +527,7 @@ fn chatbot_message_every_msgtype() {
 fn a_chatbot_message_parses_by_the_rules_of_a_derived_impl() {
     // Missing fields take their defaults; `null` is accepted where the field is optional.
     let m: ChatbotMessage =
-        serde_json::from_str(r#"{"msgtype":"text","senderStaffId":null,"createAt":null}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"msgtype":"text","senderStaffId":null,"createAt":null}"#).unwrap();
     assert_eq!(m.msgtype, "text");
     assert_eq!(m.sender_staff_id, None);
     assert_eq!(m.msg_id, "");
@@ -547,15 +546,15 @@ fn a_chatbot_message_parses_by_the_rules_of_a_derived_impl() {
         );
     }
     // A key written with escapes is the same key; a repeated unknown one keeps its last value.
-    let m: ChatbotMessage = serde_json::from_str(
-        r#"{"msg\u0049d":"m1","x\"y":1,"x\"y":2,"text":{"content":" hi"}}"#,
-    )
-    .unwrap();
+    let m: ChatbotMessage =
+        serde_json::from_str(r#"{"msg\u0049d":"m1","x\"y":1,"x\"y":2,"text":{"content":" hi"}}"#)
+            .unwrap();
     assert_eq!(m.msg_id, "m1");
     assert_eq!(m.extra["x\"y"], json!(2));
     assert_eq!(m.text(), Some("hi"));
     // From bytes and from a `Value` alike; serialising gives the same fields back.
-    let text = r#"{"msgId":"m","conversationType":"2","atUsers":[{"dingtalkId":"d"}],"extra1":true}"#;
+    let text =
+        r#"{"msgId":"m","conversationType":"2","atUsers":[{"dingtalkId":"d"}],"extra1":true}"#;
     let from_bytes: ChatbotMessage = serde_json::from_slice(text.as_bytes()).unwrap();
     let value: Value = serde_json::from_str(text).unwrap();
     let from_value: ChatbotMessage = serde_json::from_value(value).unwrap();

@@ -309,6 +309,7 @@ impl<In: ureq::unversioned::transport::Transport> ureq::unversioned::transport::
             ),
             read_timeout: None,
             write_timeout: None,
+            unsent: Vec::new(),
         };
         let handle: std::sync::Weak<dyn ShutdownHandle> =
             Arc::downgrade(&transport.stream) as std::sync::Weak<dyn ShutdownHandle>;
@@ -378,7 +379,16 @@ struct PlainTcp {
     /// The socket timeouts as last set (`None`: none set, or no timeout).
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Output ureq handed over and not yet written (see [`UNSENT_MAX`]).
+    unsent: Vec<u8>,
 }
+
+/// Most output a [`PlainTcp`] holds back. ureq hands a request over in parts (the head, then
+/// the body); written as they come, a small reply costs two `sendto` calls and two TCP
+/// segments. The parts are kept until ureq waits for input (it always does after a request:
+/// for the response, or for `100 Continue`), or until they would exceed this, and are then
+/// written in one call. Over HTTPS, the TLS records of the head and the body are joined alike.
+const UNSENT_MAX: usize = 16 * 1024;
 
 impl std::fmt::Debug for PlainTcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -415,6 +425,31 @@ impl PlainTcp {
     }
 }
 
+impl PlainTcp {
+    /// Writes the output held back, within `timeout` (the request's deadline: the SDK sets one
+    /// global timeout per request, so every step of it shares one deadline).
+    fn send_unsent(
+        &mut self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<(), ureq::Error> {
+        use std::io::Write;
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        let timeout = timeout.for_write();
+        let stream = self.stream.clone();
+        Self::timeout(&mut self.write_timeout, timeout, |t| {
+            stream.set_write_timeout(t)
+        })?;
+        let written = (&*self.stream)
+            .write_all(&self.unsent)
+            .map_err(|e| timed_out(e, timeout.reason));
+        // Written or failed, it is not sent again: a failed connection is not reused.
+        self.unsent.clear();
+        written
+    }
+}
+
 /// A socket timeout as ureq's error for it.
 fn timed_out(e: std::io::Error, reason: ureq::Timeout) -> ureq::Error {
     if matches!(
@@ -445,9 +480,32 @@ impl ureq::unversioned::transport::Transport for PlainTcp {
             stream.set_write_timeout(t)
         })?;
         let output = &self.buffers.output()[..amount];
+        if self.unsent.len().saturating_add(output.len()) <= UNSENT_MAX {
+            self.unsent.extend_from_slice(output);
+            return Ok(());
+        }
+        if !self.unsent.is_empty() {
+            (&*self.stream)
+                .write_all(&self.unsent)
+                .map_err(|e| timed_out(e, timeout.reason))?;
+            self.unsent.clear();
+        }
         (&*self.stream)
             .write_all(output)
             .map_err(|e| timed_out(e, timeout.reason))
+    }
+
+    fn maybe_await_input(
+        &mut self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<bool, ureq::Error> {
+        use ureq::unversioned::transport::Buffers;
+        // Whatever ureq does next depends on the peer having the request.
+        self.send_unsent(timeout)?;
+        if self.buffers.can_use_input() {
+            return Ok(true);
+        }
+        self.await_input(timeout)
     }
 
     fn await_input(
@@ -456,6 +514,7 @@ impl ureq::unversioned::transport::Transport for PlainTcp {
     ) -> Result<bool, ureq::Error> {
         use std::io::Read;
         use ureq::unversioned::transport::Buffers;
+        self.send_unsent(timeout)?;
         let timeout = timeout.for_read();
         let stream = self.stream.clone();
         Self::timeout(&mut self.read_timeout, timeout, |t| {
@@ -475,6 +534,9 @@ impl ureq::unversioned::transport::Transport for PlainTcp {
     fn is_open(&mut self) -> bool {
         // Open and idle: nothing to read, and reading would block. Anything else (the peer's
         // FIN, an error, stray bytes) means the connection cannot carry a new request.
+        if !self.unsent.is_empty() {
+            return false;
+        }
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
         #[cfg(unix)]
         let probe = socket2::SockRef::from(&*self.stream)
@@ -768,6 +830,7 @@ mod tests {
                 buffers: LazyBuffers::new(64, 64),
                 read_timeout: None,
                 write_timeout: None,
+                unsent: Vec::new(),
             };
             (client, server)
         };
@@ -832,6 +895,63 @@ mod tests {
     }
 
     /// Blocks until `stream` has something to read (data or the peer's FIN), without reading it.
+    #[test]
+    fn a_request_goes_out_in_one_write_when_ureq_waits_for_the_answer() {
+        use std::io::{Read, Write};
+        use ureq::unversioned::transport::{Buffers, LazyBuffers, NextTimeout, Transport};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut client = PlainTcp {
+            stream: Arc::new(stream),
+            buffers: LazyBuffers::new(64, 2 * UNSENT_MAX),
+            read_timeout: None,
+            write_timeout: None,
+            unsent: Vec::new(),
+        };
+        let mut transmit = |client: &mut PlainTcp, bytes: &[u8]| {
+            client.buffers().output()[..bytes.len()].copy_from_slice(bytes);
+            client
+                .transmit_output(bytes.len(), NextTimeout::default())
+                .unwrap();
+        };
+        // The head, then the body: held back, and the connection is not idle meanwhile.
+        transmit(&mut client, b"POST / HTTP/1.1\r\n\r\n");
+        transmit(&mut client, b"body");
+        assert!(
+            !client.is_open(),
+            "a connection with unsent output is not idle"
+        );
+        server.set_nonblocking(true).unwrap();
+        let mut got = [0u8; 64];
+        assert_eq!(
+            server.read(&mut got).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "nothing is written before ureq waits for the answer"
+        );
+        server.set_nonblocking(false).unwrap();
+        // Waiting for the answer writes both parts first, in one call.
+        server
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap();
+        assert!(client.await_input(NextTimeout::default()).unwrap());
+        wait_readable(&server);
+        server.set_nonblocking(true).unwrap();
+        let n = server.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"POST / HTTP/1.1\r\n\r\nbody");
+        assert!(client.unsent.is_empty());
+        // More than UNSENT_MAX at once is written at once (after what was held back).
+        transmit(&mut client, b"head");
+        let big = vec![b'x'; UNSENT_MAX];
+        transmit(&mut client, &big);
+        assert!(client.unsent.is_empty());
+        server.set_nonblocking(false).unwrap();
+        let mut all = vec![0u8; 4 + UNSENT_MAX];
+        server.read_exact(&mut all).unwrap();
+        assert_eq!(&all[..4], b"head");
+        assert!(all[4..].iter().all(|&b| b == b'x'));
+    }
+
     fn wait_readable(stream: &std::net::TcpStream) {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
