@@ -898,7 +898,7 @@ mod tests {
     #[test]
     fn a_request_goes_out_in_one_write_when_ureq_waits_for_the_answer() {
         use std::io::{Read, Write};
-        use ureq::unversioned::transport::{Buffers, LazyBuffers, NextTimeout, Transport};
+        use ureq::unversioned::transport::{LazyBuffers, NextTimeout, Transport};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
@@ -909,7 +909,7 @@ mod tests {
             write_timeout: None,
             unsent: Vec::new(),
         };
-        let mut transmit = |client: &mut PlainTcp, bytes: &[u8]| {
+        let transmit = |client: &mut PlainTcp, bytes: &[u8]| {
             client.buffers().output()[..bytes.len()].copy_from_slice(bytes);
             client
                 .transmit_output(bytes.len(), NextTimeout::default())
