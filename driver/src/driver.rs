@@ -71,13 +71,21 @@ const LOAD_WINDOW: Duration = Duration::from_millis(100);
 /// client's e2e run reads some 300 000 a second, where it is off).
 const LIGHT_LOAD: u64 = 50_000;
 
-/// How loaded the driver is: the frames it read over the last window of [`LOAD_WINDOW`]. What
-/// [`crate::runtime::driver_has_time`] answers during a poll: whether that rate was under
-/// [`LIGHT_LOAD`]. A count of frames, not of time spent: time in `poll` also counts the time the
-/// thread waited for a CPU, which says nothing about this driver's load.
+/// Frames the driver may read at once, beyond [`LIGHT_LOAD`], and still have time (see
+/// [`Load`]).
+const LIGHT_BURST: u64 = 500;
+
+/// How loaded the driver is: the frames it read over the last window of [`LOAD_WINDOW`], and
+/// so far in this one. What [`crate::runtime::driver_has_time`] answers for each frame: whether
+/// the last window's rate was under [`LIGHT_LOAD`] and this window's is still under it, give or
+/// take a burst of [`LIGHT_BURST`] (so a sustained burst after a quiet stretch turns it off
+/// within about 2 ms at 300 000 frames a second, and the next window stays off). A count of
+/// frames, not of time spent: time in `poll` also counts the time the thread waited for a CPU,
+/// which says nothing about this driver's load.
 #[derive(Debug)]
 struct Load {
     window: Instant,
+    /// Frames read in the current window.
     frames: u64,
     /// The last window's rate was under [`LIGHT_LOAD`].
     light: bool,
@@ -92,9 +100,27 @@ impl Load {
         }
     }
 
-    /// A poll that read `frames` ended at `now`.
-    fn polled(&mut self, frames: u64, now: Instant) {
-        self.frames = self.frames.saturating_add(frames);
+    /// Whether the driver has time for deferred work now (`now` is read only when the frames
+    /// of this window pass [`LIGHT_BURST`]).
+    fn has_time(&self, now: impl FnOnce() -> Instant) -> bool {
+        if !self.light {
+            return false;
+        }
+        if self.frames < LIGHT_BURST {
+            return true;
+        }
+        let elapsed = now().saturating_duration_since(self.window);
+        u128::from(self.frames - LIGHT_BURST) * 1_000_000_000
+            < u128::from(LIGHT_LOAD) * elapsed.as_nanos()
+    }
+
+    /// One more frame read.
+    fn frame(&mut self) {
+        self.frames = self.frames.saturating_add(1);
+    }
+
+    /// A poll ended at `now`: a window that has run its length is judged, and a new one starts.
+    fn polled(&mut self, now: Instant) {
         let span = now.saturating_duration_since(self.window);
         if span >= LOAD_WINDOW {
             // frames / span < LIGHT_LOAD / 1 s, without a division.
@@ -165,8 +191,6 @@ pub(crate) struct Driver<R: Runtime> {
     published: Option<Instant>,
     metrics: Arc<crate::observe::Metrics>,
     load: Load,
-    /// Frames read in the current poll.
-    read_frames: u64,
 }
 
 /// How often the session's counters are copied where [`Client::stats`](crate::Client::stats)
@@ -236,7 +260,6 @@ impl<R: Runtime> Driver<R> {
             published: None,
             metrics,
             load: Load::new(now),
-            read_frames: 0,
         };
         driver.drain();
         driver
@@ -458,7 +481,12 @@ impl<R: Runtime> Driver<R> {
                 break;
             }
             let conn = c.id;
-            let closed = match c.ws.poll_next_unpin(cx) {
+            let polled = c.ws.poll_next_unpin(cx);
+            if polled.is_ready() {
+                self.load.frame();
+                crate::runtime::set_driver_has_time(self.load.has_time(Instant::now));
+            }
+            let closed = match polled {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Message::Text(text)))) => {
                     self.input(Input::Text {
@@ -486,7 +514,6 @@ impl<R: Runtime> Driver<R> {
                 Poll::Ready(None) => Some("end of stream".to_owned()),
             };
             *budget -= 1;
-            self.read_frames += 1;
             progressed = true;
             if let Some(reason) = closed {
                 self.lost(conn, reason);
@@ -677,11 +704,10 @@ impl<R: Runtime> Future for Driver<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        crate::runtime::set_driver_has_time(this.load.light);
-        this.read_frames = 0;
+        crate::runtime::set_driver_has_time(this.load.has_time(Instant::now));
         let poll = this.poll_inner(cx);
         crate::runtime::set_driver_has_time(false);
-        this.load.polled(this.read_frames, Instant::now());
+        this.load.polled(Instant::now());
         poll
     }
 }
@@ -738,37 +764,70 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    fn frames(load: &mut Load, n: u64) {
+        for _ in 0..n {
+            load.frame();
+        }
+    }
+
     #[test]
     fn the_driver_has_time_after_a_window_of_fewer_than_50_000_frames_a_second() {
         let t0 = Instant::now();
         let mut load = Load::new(t0);
-        assert!(!load.light, "not before a window has been measured");
+        let at = |ms: u32| move || t0 + ms * MS;
+        assert!(
+            !load.has_time(at(0)),
+            "not before a window has been measured"
+        );
         // 6 000 frames in 100 ms (60 000/s), in bursts: under load.
         for i in 1..=10u32 {
-            load.polled(600, t0 + 10 * i * MS);
+            frames(&mut load, 600);
+            load.polled(t0 + 10 * i * MS);
         }
-        assert!(!load.light, "60 000 frames a second");
+        assert!(!load.has_time(at(100)), "60 000 frames a second");
         // 4 000 in the next 100 ms (40 000/s): light.
         for i in 11..=20u32 {
-            load.polled(400, t0 + 10 * i * MS);
+            frames(&mut load, 400);
+            load.polled(t0 + 10 * i * MS);
         }
-        assert!(load.light, "40 000 frames a second");
-        // Decided per window: a burst inside the next one changes nothing until it ends.
-        load.polled(5_000, t0 + 250 * MS);
-        assert!(load.light, "decided when the window ends");
-        load.polled(0, t0 + 300 * MS);
-        assert!(!load.light, "5 000 frames in 100 ms");
-        // A long idle stretch ends the window with a low rate: light again.
-        load.polled(1, t0 + 5_000 * MS);
-        assert!(load.light);
+        assert!(load.has_time(at(200)), "40 000 frames a second");
+        // In the next window, a burst: time for LIGHT_BURST frames at once, then only while the
+        // window's rate stays under LIGHT_LOAD (50 frames a millisecond).
+        frames(&mut load, LIGHT_BURST - 1);
+        assert!(load.has_time(at(200)), "within the burst allowance");
+        load.frame();
+        assert!(!load.has_time(at(200)), "the burst allowance is spent");
+        assert!(load.has_time(at(201)), "50 more frames a millisecond later");
+        frames(&mut load, 100);
+        assert!(!load.has_time(at(202)), "a burst faster than 50 000/s");
+        // That window read 600 frames in 100 ms: light again for the next one.
+        load.polled(t0 + 300 * MS);
+        assert!(load.has_time(at(300)));
+        // 5 000 or more in a window is not light.
+        frames(&mut load, 5_000);
+        load.polled(t0 + 400 * MS);
+        assert!(
+            !load.has_time(at(400)),
+            "5 000 frames in 100 ms is not light"
+        );
+        // A long idle stretch ends the window with a low rate: time again.
+        load.frame();
+        load.polled(t0 + 5_000 * MS);
+        assert!(load.has_time(at(5_000)));
     }
 
     #[test]
     fn instants_out_of_order_and_huge_counts_do_not_panic() {
         let t0 = Instant::now() + Duration::from_secs(1);
         let mut load = Load::new(t0);
-        load.polled(u64::MAX, t0 - MS);
-        load.polled(u64::MAX, t0 + 200 * MS);
-        assert!(!load.light);
+        load.frames = u64::MAX;
+        load.frame();
+        load.polled(t0 - MS);
+        load.polled(t0 + 200 * MS);
+        assert!(!load.has_time(|| t0 - MS));
+        load.light = true;
+        load.frames = u64::MAX;
+        assert!(!load.has_time(|| t0 - MS));
+        assert!(!load.has_time(|| t0 + Duration::from_secs(1 << 40)));
     }
 }

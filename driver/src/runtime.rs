@@ -50,7 +50,9 @@ thread_local! {
 }
 
 /// Whether the Stream driver being polled on this thread is lightly loaded: it read fewer than
-/// 50 000 frames a second over its last 100 ms; `false` outside a driver's poll.
+/// 50 000 frames a second over its last 100 ms, and reads under that rate in the current 100 ms,
+/// give or take a burst of 500 frames (a sustained burst after a quiet stretch turns it off
+/// within the burst); `false` outside a driver's poll.
 ///
 /// A handler called from the driver may then do deferred work on this thread before handing
 /// the rest to another one. The blocking adapter parses the chatbot message here: under low
