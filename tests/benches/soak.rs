@@ -16,7 +16,7 @@
 //!
 //! It pushes 4 000 000 frames per adapter by default: long enough to show whether RSS settles.
 //! A hanging blocking handler keeps its thread for [`BLOCKING_HANG`] (30 s). Latest run at seed
-//! 42: tokio +0.5 %, async-std +2.6 %, blocking +5.2 % (17.0 MB at 10 %, 17.9 MB at the end).
+//! 42: tokio +0.5 %, async-std +2.6 %, blocking +4.2 % (17.8 MB at 10 %, 18.6 MB at the end).
 //! The blocking client used to rise by about 3 MB (+12 to +18 %): its handler threads parsed the
 //! messages, and glibc's per-thread cache of each kept the freed blocks (up to 7 of each of 64
 //! size classes, ~230 KB); the reader now parses them under light load. See README.
