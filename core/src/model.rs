@@ -193,10 +193,11 @@ impl<'de> Deserialize<'de> for ChatbotMessage {
                 mut map: A,
             ) -> Result<ChatbotMessage, A::Error> {
                 let mut m = ChatbotMessage::default();
-                let mut seen = 0u32;
+                // One bit per known field (22; a u64 holds up to 64).
+                let mut seen = 0u64;
                 macro_rules! fields {
                     ($key:expr; $($name:literal => $field:ident,)*) => {{
-                        let mut bit = 0u32;
+                        let mut bit = 0u64;
                         $(
                             if $key == $name {
                                 if seen & (1 << bit) != 0 {

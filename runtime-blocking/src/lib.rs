@@ -262,18 +262,6 @@ impl BotContext {
         }
     }
 
-    /// A context for a message the driver hands over, parsed here on the reader thread when the
-    /// driver has time ([`dingtalk_driver::runtime::driver_has_time`]): handler threads then
-    /// allocate far less, which keeps the process smaller with allocators that cache freed
-    /// blocks per thread. Under load the handler parses it, when it first asks.
-    fn prepared(ctx: dingtalk_driver::BotContext<Ureq>) -> Self {
-        let ctx = Self::new(ctx);
-        if dingtalk_driver::runtime::driver_has_time() {
-            let _ = ctx.inner.message();
-        }
-        ctx
-    }
-
     /// The message, parsed from the frame when first asked for. A frame whose data is not a
     /// chatbot message gives an empty message (see [`BotContext::parse_error`]).
     pub fn message(&self) -> &ChatbotMessage {
@@ -425,6 +413,17 @@ where
     }
 }
 
+/// Parses the message of a context the driver hands over, here on the reader thread, when the
+/// driver has time ([`dingtalk_driver::runtime::driver_has_time`]); the parsed message is shared
+/// with the handler's context. Handler threads then allocate far less, which keeps the process
+/// smaller with allocators that cache freed blocks per thread. Under load the handler parses
+/// it, when it first asks, and the reader does nothing more than before.
+fn prepare(ctx: &dingtalk_driver::BotContext<Ureq>) {
+    if dingtalk_driver::runtime::driver_has_time() {
+        let _ = ctx.message();
+    }
+}
+
 /// Whether frames of `subscription` are acked on arrival: the core's policy, read from the same
 /// subscription the driver registers for each kind of handler.
 fn acked_on_arrival(subscription: &Subscription) -> bool {
@@ -570,8 +569,8 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_bot_message(move |ctx| {
                 let f = f.clone();
-                let ctx = BotContext::prepared(ctx);
-                offload(&pool, acked, move || f(ctx))
+                prepare(&ctx);
+                offload(&pool, acked, move || f(BotContext::new(ctx)))
             })
         })
     }
@@ -612,8 +611,8 @@ impl ClientBuilder {
         self.map(|b| {
             b.on_delegate_message(move |ctx| {
                 let f = f.clone();
-                let ctx = BotContext::prepared(ctx);
-                offload(&pool, acked, move || f(ctx))
+                prepare(&ctx);
+                offload(&pool, acked, move || f(BotContext::new(ctx)))
             })
         })
     }

@@ -1,7 +1,8 @@
 //! Behaviour the driver promises on every runtime: no redirect is followed, transport errors
 //! carry no URL (tokens and session webhooks live in URLs), an unreadable bot message reaches the
 //! handler as a typed error instead of a crash, a client runs once at a time, unusable
-//! configuration fails at once, and a handler that finishes when first polled costs no spawn.
+//! configuration fails at once, a handler that finishes when first polled costs no spawn, and a
+//! lightly loaded driver tells its handlers it has time for deferred work.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests abort on failure
 
 use std::sync::Arc;
@@ -359,6 +360,56 @@ async fn a_handler_that_finishes_at_once_is_never_spawned() {
     }
     handler_calls(10, &mut rx).await;
     assert_eq!(SPAWNS.load(Ordering::SeqCst), 10);
+    stop.stop();
+    run.await.unwrap().unwrap();
+}
+
+/// A handler called by a lightly loaded driver is told it may do deferred work on the driver's
+/// thread (the blocking adapter parses the message there); outside a driver's poll it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lightly_loaded_driver_tells_its_handlers_it_has_time() {
+    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let (id, secret) = sim.credentials();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let client = dingtalk_driver::Client::<dingtalk_driver::runtime::Tokio>::builder(
+        Credentials::new(id, secret),
+    )
+    .endpoints(Endpoints::single(sim.base_url()))
+    .on_bot_message(move |_ctx| {
+        // Read where the blocking adapter reads it: in the call, on the driver's thread.
+        let _ = tx.send(dingtalk_driver::runtime::driver_has_time());
+        async { Ok::<(), dingtalk_driver::HandlerError>(()) }
+    })
+    .build()
+    .unwrap();
+    let stop = client.stop_handle();
+    let run = tokio::spawn(async move { client.run().await });
+    sim.wait_connections(1, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    // One message at a time, each after the last was handled: a few a second. Once the driver
+    // has judged a window of its load (100 ms), it has time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        sim.bot_text("hi", dingtalk_sim::Chat::Private);
+        let told = tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv())
+            .await
+            .expect("the handler was not called within 15 s")
+            .unwrap();
+        if told {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a driver reading a few messages a second never had time"
+        );
+    }
+    assert!(
+        !dingtalk_driver::runtime::driver_has_time(),
+        "outside a driver's poll"
+    );
     stop.stop();
     run.await.unwrap().unwrap();
 }

@@ -474,22 +474,19 @@ impl ureq::unversioned::transport::Transport for PlainTcp {
     ) -> Result<(), ureq::Error> {
         use std::io::Write;
         use ureq::unversioned::transport::Buffers;
+        if self.unsent.len().saturating_add(amount) <= UNSENT_MAX {
+            // Held back: the socket's timeout is set when it is written (`send_unsent`).
+            let output = &self.buffers.output()[..amount];
+            self.unsent.extend_from_slice(output);
+            return Ok(());
+        }
+        self.send_unsent(timeout)?;
         let timeout = timeout.for_write();
         let stream = self.stream.clone();
         Self::timeout(&mut self.write_timeout, timeout, |t| {
             stream.set_write_timeout(t)
         })?;
         let output = &self.buffers.output()[..amount];
-        if self.unsent.len().saturating_add(output.len()) <= UNSENT_MAX {
-            self.unsent.extend_from_slice(output);
-            return Ok(());
-        }
-        if !self.unsent.is_empty() {
-            (&*self.stream)
-                .write_all(&self.unsent)
-                .map_err(|e| timed_out(e, timeout.reason))?;
-            self.unsent.clear();
-        }
         (&*self.stream)
             .write_all(output)
             .map_err(|e| timed_out(e, timeout.reason))
@@ -894,7 +891,6 @@ mod tests {
         assert!(held_rx.try_recv().is_ok());
     }
 
-    /// Blocks until `stream` has something to read (data or the peer's FIN), without reading it.
     #[test]
     fn a_request_goes_out_in_one_write_when_ureq_waits_for_the_answer() {
         use std::io::{Read, Write};
@@ -952,6 +948,7 @@ mod tests {
         assert!(all[4..].iter().all(|&b| b == b'x'));
     }
 
+    /// Blocks until `stream` has something to read (data or the peer's FIN), without reading it.
     fn wait_readable(stream: &std::net::TcpStream) {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
