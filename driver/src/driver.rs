@@ -704,9 +704,18 @@ impl<R: Runtime> Future for Driver<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        /// Clears the flag when the poll ends, even by a panic (a handler's, say), so that the
+        /// thread never tells code outside a driver's poll that it has time.
+        struct Clear;
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                crate::runtime::set_driver_has_time(false);
+            }
+        }
         crate::runtime::set_driver_has_time(this.load.has_time(Instant::now));
+        let clear = Clear;
         let poll = this.poll_inner(cx);
-        crate::runtime::set_driver_has_time(false);
+        drop(clear);
         this.load.polled(Instant::now());
         poll
     }

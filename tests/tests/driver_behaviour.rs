@@ -2,7 +2,8 @@
 //! carry no URL (tokens and session webhooks live in URLs), an unreadable bot message reaches the
 //! handler as a typed error instead of a crash, a client runs once at a time, unusable
 //! configuration fails at once, a handler that finishes when first polled costs no spawn, and a
-//! lightly loaded driver tells its handlers it has time for deferred work.
+//! lightly loaded driver tells its handlers it has time for deferred work (and only them, even
+//! when its poll unwinds).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests abort on failure
 
 use std::sync::Arc;
@@ -322,14 +323,9 @@ impl dingtalk_driver::runtime::Runtime for CountingTokio {
 /// runtime, once per call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_finishes_at_once_is_never_spawned() {
-    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
-        .await
-        .unwrap();
-    let (id, secret) = sim.credentials();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let client = dingtalk_driver::Client::<CountingTokio>::builder(Credentials::new(id, secret))
-        .endpoints(Endpoints::single(sim.base_url()))
-        .on_bot_message(move |ctx| {
+    let (sim, stop, run) = run_on_sim::<CountingTokio>(|builder| {
+        builder.on_bot_message(move |ctx| {
             let tx = tx.clone();
             async move {
                 if ctx.text() == Some("wait") {
@@ -339,13 +335,8 @@ async fn a_handler_that_finishes_at_once_is_never_spawned() {
                 Ok::<(), dingtalk_driver::HandlerError>(())
             }
         })
-        .build()
-        .unwrap();
-    let stop = client.stop_handle();
-    let run = tokio::spawn(async move { client.run().await });
-    sim.wait_connections(1, std::time::Duration::from_secs(15))
-        .await
-        .unwrap();
+    })
+    .await;
     for _ in 0..50 {
         sim.bot_text("now", dingtalk_sim::Chat::Private);
     }
@@ -368,27 +359,15 @@ async fn a_handler_that_finishes_at_once_is_never_spawned() {
 /// thread (the blocking adapter parses the message there); outside a driver's poll it is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lightly_loaded_driver_tells_its_handlers_it_has_time() {
-    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
-        .await
-        .unwrap();
-    let (id, secret) = sim.credentials();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
-    let client = dingtalk_driver::Client::<dingtalk_driver::runtime::Tokio>::builder(
-        Credentials::new(id, secret),
-    )
-    .endpoints(Endpoints::single(sim.base_url()))
-    .on_bot_message(move |_ctx| {
-        // Read where the blocking adapter reads it: in the call, on the driver's thread.
-        let _ = tx.send(dingtalk_driver::runtime::driver_has_time());
-        async { Ok::<(), dingtalk_driver::HandlerError>(()) }
+    let (sim, stop, run) = run_on_sim::<dingtalk_driver::runtime::Tokio>(|builder| {
+        builder.on_bot_message(move |_ctx| {
+            // Read where the blocking adapter reads it: in the call, on the driver's thread.
+            let _ = tx.send(dingtalk_driver::runtime::driver_has_time());
+            async { Ok::<(), dingtalk_driver::HandlerError>(()) }
+        })
     })
-    .build()
-    .unwrap();
-    let stop = client.stop_handle();
-    let run = tokio::spawn(async move { client.run().await });
-    sim.wait_connections(1, std::time::Duration::from_secs(15))
-        .await
-        .unwrap();
+    .await;
     // One message at a time, each after the last was handled: a few a second. Once the driver
     // has judged a window of its load (100 ms), it has time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -412,6 +391,144 @@ async fn a_lightly_loaded_driver_tells_its_handlers_it_has_time() {
     );
     stop.stop();
     run.await.unwrap().unwrap();
+}
+
+/// Starts the emulator, builds a client for it (`setup` adds the handlers), runs it on a tokio
+/// task and waits (at most 15 s) for its connection.
+async fn run_on_sim<R: dingtalk_driver::runtime::Runtime>(
+    setup: impl FnOnce(dingtalk_driver::ClientBuilder<R>) -> dingtalk_driver::ClientBuilder<R>,
+) -> (
+    dingtalk_sim::Sim,
+    dingtalk_driver::StopHandle,
+    tokio::task::JoinHandle<Result<(), dingtalk_driver::Error>>,
+) {
+    let sim = dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let (id, secret) = sim.credentials();
+    let builder = dingtalk_driver::Client::<R>::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()));
+    let client = setup(builder).build().unwrap();
+    let stop = client.stop_handle();
+    let run = tokio::spawn(async move { client.run().await });
+    sim.wait_connections(1, std::time::Duration::from_secs(15))
+        .await
+        .unwrap();
+    (sim, stop, run)
+}
+
+/// Set to make every [`PanickyTimer`] panic when polled.
+static PANIC_TIMER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// tokio's timer, which panics when polled once [`PANIC_TIMER`] is set: a stand-in for any
+/// panic that unwinds out of the driver's poll.
+struct PanickyTimer(<dingtalk_driver::runtime::Tokio as dingtalk_driver::runtime::Runtime>::Timer);
+
+impl dingtalk_driver::runtime::Timer for PanickyTimer {
+    fn reset(&mut self, at: std::time::Instant) {
+        self.0.reset(at);
+    }
+
+    fn poll_elapsed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        assert!(
+            !PANIC_TIMER.load(Ordering::SeqCst),
+            "the timer panics, as asked"
+        );
+        self.0.poll_elapsed(cx)
+    }
+}
+
+/// tokio, with a timer that panics on demand.
+#[derive(Debug, Clone, Copy, Default)]
+struct PanickyTokio;
+
+impl dingtalk_driver::runtime::Runtime for PanickyTokio {
+    type WebSocket =
+        <dingtalk_driver::runtime::Tokio as dingtalk_driver::runtime::Runtime>::WebSocket;
+    type Timer = PanickyTimer;
+    type Http = dingtalk_driver::runtime::Reqwest;
+
+    fn connect(
+        &self,
+        uri: &http::Uri,
+        options: &dingtalk_driver::runtime::ConnectOptions,
+    ) -> dingtalk_driver::runtime::BoxFuture<'static, Result<Self::WebSocket, String>> {
+        dingtalk_driver::runtime::Tokio.connect(uri, options)
+    }
+
+    fn timer(&self, at: std::time::Instant) -> Self::Timer {
+        PanickyTimer(dingtalk_driver::runtime::Tokio.timer(at))
+    }
+
+    fn spawn(
+        &self,
+        task: dingtalk_driver::runtime::BoxFuture<'static, ()>,
+    ) -> Option<dingtalk_driver::runtime::BoxFuture<'static, ()>> {
+        dingtalk_driver::runtime::Tokio.spawn(task)
+    }
+}
+
+/// A panic that unwinds out of a driver's poll while it has time does not leave the thread
+/// saying so: code that runs on that thread later is not told it is inside a lightly loaded
+/// driver.
+#[test]
+fn a_panic_out_of_the_drivers_poll_leaves_the_thread_without_time() {
+    // The emulator runs on its own runtime's thread; the client runs on this one.
+    let sim_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = sim_rt
+        .block_on(dingtalk_sim::Sim::start(dingtalk_sim::SimConfig::default()))
+        .unwrap();
+    let (id, secret) = sim.credentials();
+    let client = dingtalk_driver::Client::<PanickyTokio>::builder(Credentials::new(id, secret))
+        .endpoints(Endpoints::single(sim.base_url()))
+        .on_bot_message(|_ctx| {
+            if dingtalk_driver::runtime::driver_has_time() {
+                PANIC_TIMER.store(true, Ordering::SeqCst);
+            }
+            async { Ok::<(), dingtalk_driver::HandlerError>(()) }
+        })
+        .build()
+        .unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let talk = async {
+                sim.wait_connections(1, std::time::Duration::from_secs(15))
+                    .await
+                    .unwrap();
+                // One message at a time until the driver has time (its handler then arms the
+                // timer's panic); at most 15 s.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+                while std::time::Instant::now() < deadline {
+                    let id = sim.bot_text("hi", dingtalk_sim::Chat::Private);
+                    let _ = sim.wait_ack(&id, std::time::Duration::from_secs(5)).await;
+                }
+            };
+            tokio::select! {
+                ran = client.run() => panic!("the client stopped: {ran:?}"),
+                () = talk => panic!("the driver never had time (or never polled its timer)"),
+            }
+        })
+    }));
+    let message = panicked.expect_err("the driver's poll unwinds");
+    assert_eq!(
+        message
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| message.downcast_ref::<String>().map(String::as_str)),
+        Some("the timer panics, as asked")
+    );
+    assert!(
+        !dingtalk_driver::runtime::driver_has_time(),
+        "the thread still says a driver has time after the driver's poll unwound"
+    );
 }
 
 /// Waits for `n` handler calls (at most 15 s).
